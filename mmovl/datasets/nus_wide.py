@@ -1,0 +1,703 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+"""NUS-WIDE with MKT's open-vocabulary split.
+
+Also home of what the MKT-split datasets share (NUS-WIDE here, Open Images in
+``open_images.py``): :class:`MKTSplitDataset` and the compact annotation
+format.
+
+The compact annotation (``.npz``, written by
+``tools/dataset_converters/*_mkt_split.py``, read without pickle) holds:
+
+- ``format``: ``'mmovl-mkt-split/1'``; ``dataset``: ``'NUS-WIDE'`` or
+  ``'OpenImages'``.
+- ``img_paths`` (N,): image paths relative to the image folder
+  (``data_prefix``).
+- ``seen_classes`` (S,), ``unseen_classes`` (U,): label names. The full
+  vocabulary is the seen labels, then the unseen ones (MKT's order).
+- ``pos_indptr`` (N + 1,), ``pos_indices``: positives in CSR form, column
+  indices into the full vocabulary, sorted within each image.
+- ``neg_indptr``, ``neg_indices`` (optional): verified negatives in the same
+  form. Without them every label that is not positive is negative; with them
+  a label that is neither positive nor negative is unknown.
+- Optional extras a dataset may store (``image_ids``, ``seen_mids``,
+  ``unseen_mids`` for Open Images).
+"""
+import gc
+import os
+import os.path as osp
+import re
+import uuid
+from contextlib import contextmanager
+from itertools import islice
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from mmengine.logging import MMLogger
+from mmpretrain.datasets import MultiLabelDataset
+from mmpretrain.registry import DATASETS
+
+from .coco_multi_label import LABEL_SPLITS
+
+ANN_FORMAT = 'mmovl-mkt-split/1'
+MISSING_MODES = (None, 'error', 'skip')
+# progress(total) returns a callable that advances the bar by n units.
+ProgressFactory = Callable[[int], Callable[[int], None]]
+
+# Counts of MKT's NUS-WIDE split; a different count is reported, not refused
+# (tiny test fixtures and partial downloads are legitimate).
+NUS_WIDE_MKT_COUNTS = dict(seen=925, unseen=81, Train=161789, Test=107859)
+
+
+# --------------------------------------------------------------------------
+# The compact annotation, shared by the MKT-split datasets.
+# --------------------------------------------------------------------------
+def _check_csr(ann: Dict[str, np.ndarray], prefix: str, num_images: int,
+               num_classes: int, source: str) -> None:
+    indptr = ann[f'{prefix}_indptr']
+    indices = ann[f'{prefix}_indices']
+    if (indptr.shape != (num_images + 1, ) or indptr[0] != 0
+            or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any()):
+        raise ValueError(f'{source}: {prefix}_indptr is not a valid index '
+                         f'pointer for {num_images} images')
+    if len(indices) and (indices.min() < 0 or indices.max() >= num_classes):
+        raise ValueError(f'{source}: {prefix}_indices out of range for '
+                         f'{num_classes} classes')
+
+
+def check_annotation(ann: Dict[str, np.ndarray], source: str = '') -> None:
+    """Validate a compact annotation (see the module docstring).
+
+    Args:
+        ann (dict[str, np.ndarray]): The annotation arrays.
+        source (str): Name used in error messages. Defaults to ''.
+    """
+    for key in ('img_paths', 'seen_classes', 'unseen_classes', 'pos_indptr',
+                'pos_indices'):
+        if key not in ann:
+            raise ValueError(f'{source}: annotation has no "{key}"')
+    # Labels are identified by their MIDs where given (Open Images names
+    # several MIDs alike), else by their names.
+    key = 'mids' if 'seen_mids' in ann else 'classes'
+    for name in (f'seen_{key}', f'unseen_{key}'):
+        if name not in ann:
+            raise ValueError(f'{source}: annotation has no "{name}"')
+    seen, unseen = ann[f'seen_{key}'], ann[f'unseen_{key}']
+    if (len(seen), len(unseen)) != (len(ann['seen_classes']),
+                                    len(ann['unseen_classes'])):
+        raise ValueError(f'{source}: as many MIDs as class names needed')
+    if set(seen.tolist()) & set(unseen.tolist()):
+        raise ValueError(f'{source}: a label is both seen and unseen')
+    num_images, num_classes = len(ann['img_paths']), len(seen) + len(unseen)
+    _check_csr(ann, 'pos', num_images, num_classes, source)
+    if ('neg_indptr' in ann) != ('neg_indices' in ann):
+        raise ValueError(f'{source}: neg_indptr and neg_indices go together')
+    if 'neg_indptr' in ann:
+        _check_csr(ann, 'neg', num_images, num_classes, source)
+
+
+def _atomic_write(path: str, write: Callable) -> None:
+    """Write (binary) through a temporary file in the target folder, then
+    rename, so that readers never see a partial file."""
+    folder, name = osp.split(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    # open(..., 'x') rather than mkstemp: the file gets the umask's
+    # permissions, as any output would, not 0600.
+    tmp = osp.join(folder, f'.{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp')
+    try:
+        with open(tmp, 'xb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_annotation(path: str, ann: Dict[str, np.ndarray],
+                    dataset: str) -> None:
+    """Write a compact annotation atomically (compressed ``.npz``).
+
+    The output depends only on the arrays, so converting the same inputs
+    twice gives identical bytes.
+
+    Args:
+        path (str): The ``.npz`` file.
+        ann (dict[str, np.ndarray]): The arrays (see the module docstring).
+        dataset (str): ``'NUS-WIDE'`` or ``'OpenImages'``.
+    """
+    check_annotation(ann, path)
+    arrays = dict(format=np.array(ANN_FORMAT), dataset=np.array(dataset))
+    for key, value in ann.items():
+        value = np.asarray(value)
+        if value.dtype == object:
+            raise TypeError(f'{key} is an object array; it would need pickle')
+        arrays[key] = value
+    _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def write_lines_atomic(path: str, lines: Sequence[str]) -> None:
+    """Write text lines (UTF-8, ``\\n`` endings) atomically.
+
+    Args:
+        path (str): The text file.
+        lines (Sequence[str]): The lines, without line endings.
+    """
+    data = ''.join(f'{line}\n' for line in lines).encode('utf-8')
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def load_annotation(path: str, dataset: str) -> Dict[str, np.ndarray]:
+    """Read a compact annotation written by :func:`save_annotation`.
+
+    Args:
+        path (str): The ``.npz`` file.
+        dataset (str): The dataset it must describe.
+
+    Returns:
+        dict[str, np.ndarray]: The arrays.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Annotation file not found: {path}')
+    with np.load(path, allow_pickle=False) as npz:
+        ann = {key: npz[key] for key in npz.files}
+    if str(ann.pop('format', '')) != ANN_FORMAT:
+        raise ValueError(f'{path} is not an {ANN_FORMAT} annotation')
+    found = str(ann.pop('dataset', ''))
+    if found != dataset:
+        raise ValueError(f'{path} describes {found!r}, not {dataset!r}')
+    check_annotation(ann, path)
+    return ann
+
+
+def csr_from_dense(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The CSR index pointer and column indices of a boolean matrix.
+
+    Args:
+        labels (np.ndarray): Boolean (N, C).
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: ``indptr`` (N + 1,) int64 and
+        ``indices`` int32, sorted within each row.
+    """
+    rows, cols = np.nonzero(labels)
+    counts = np.bincount(rows, minlength=labels.shape[0])
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return indptr, cols.astype(np.int32)
+
+
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector: allocating millions of small
+    dicts would run it over and over (it dominates the load time once torch
+    is imported), and they hold no cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class MKTSplitDataset(MultiLabelDataset):
+    """Multi-label data whose vocabulary is split into seen and unseen
+    labels, read from a compact annotation or the dataset's official files.
+
+    Subclasses name the dataset (``DATASET``) and read the official files
+    (``_load_official``). Each data info holds ``img_path`` and ``gt_label``
+    (positive indices in the current vocabulary); ``gt_score`` (int8, 1
+    positive, 0 negative, -1 unknown) is built on access, so the data list
+    stays small. When the annotation lists verified negatives, they are kept
+    as ``gt_negative`` and every other non-positive entry is unknown.
+
+    The metainfo holds ``classes`` (the vocabulary, in score order),
+    ``seen_classes`` and ``unseen_classes`` (those of ``classes`` in each
+    group), which :class:`mmovl.evaluation.ZSLMultiLabelMetric` reads.
+
+    Args:
+        ann_file (str): A compact annotation (``.npz``) or the official file
+            the subclass documents, relative to ``data_root``.
+        label_split (str): Vocabulary: ``'all'`` (seen then unseen),
+            ``'seen'`` or ``'unseen'``. Defaults to ``'all'``.
+        missing (str, optional): What to do with images that are not on
+            disk: None does not look (a missing image fails when the
+            pipeline loads it), ``'error'`` raises at load time naming the
+            first missing file, ``'skip'`` drops them and logs how many.
+            Looking means one ``stat`` per image, which takes a while on a
+            network file system (270k images for NUS-WIDE, 9M for Open
+            Images training). Defaults to None.
+        filter_empty (bool): Drop images without a positive label in the
+            vocabulary. Defaults to False.
+        with_gt_score (bool): Add ``gt_score`` to each data info. Without it
+            only ``gt_label`` is given, which means every non-positive label
+            is a negative. Defaults to True.
+        **kwargs: Passed to :class:`mmpretrain.datasets.MultiLabelDataset`.
+    """
+    DATASET = ''
+
+    def __init__(self,
+                 ann_file: str,
+                 label_split: str = 'all',
+                 missing: Optional[str] = None,
+                 filter_empty: bool = False,
+                 with_gt_score: bool = True,
+                 **kwargs) -> None:
+        if label_split not in LABEL_SPLITS:
+            raise ValueError(f'label_split must be one of {LABEL_SPLITS}, '
+                             f'got {label_split!r}')
+        if missing not in MISSING_MODES:
+            raise ValueError(f'missing must be one of {MISSING_MODES}, got '
+                             f'{missing!r}')
+        self.label_split = label_split
+        self.missing = missing
+        self.filter_empty = filter_empty
+        self.with_gt_score = with_gt_score
+        super().__init__(ann_file=ann_file, **kwargs)
+
+    @staticmethod
+    def _under_root(path: Optional[str], root: str) -> Optional[str]:
+        if path is None or osp.isabs(path) or not root:
+            return path
+        return osp.join(root, path)
+
+    def _load_official(self) -> Dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _load_annotation(self) -> Dict[str, np.ndarray]:
+        if self.ann_file.endswith('.npz'):
+            return load_annotation(self.ann_file, self.DATASET)
+        return self._load_official()
+
+    def _class_names(self, ann: Dict[str, np.ndarray]):
+        """Names of the seen and unseen labels (subclasses may rename)."""
+        return ([str(n) for n in ann['seen_classes']],
+                [str(n) for n in ann['unseen_classes']])
+
+    def _extra_metainfo(self, ann: Dict[str, np.ndarray],
+                        columns: np.ndarray) -> dict:
+        return {}
+
+    def _columns(self, num_seen: int, num_unseen: int) -> np.ndarray:
+        """Columns of the full vocabulary that form the current one."""
+        if self.label_split == 'seen':
+            return np.arange(num_seen)
+        if self.label_split == 'unseen':
+            return np.arange(num_seen, num_seen + num_unseen)
+        return np.arange(num_seen + num_unseen)
+
+    @staticmethod
+    def _rows(indptr: np.ndarray, indices: np.ndarray,
+              new_index: np.ndarray) -> Tuple[list, list]:
+        """Re-index a CSR matrix into the current vocabulary, as lists (fast
+        to slice per image)."""
+        mapped = new_index[indices]
+        keep = mapped >= 0
+        kept_before = np.concatenate([[0], np.cumsum(keep)])
+        return kept_before[indptr].tolist(), mapped[keep].tolist()
+
+    def load_data_list(self) -> List[dict]:
+        ann = self._load_annotation()
+        seen, unseen = self._class_names(ann)
+        names = seen + unseen
+        columns = self._columns(len(seen), len(unseen))
+        new_index = np.full(len(names), -1, dtype=np.int64)
+        new_index[columns] = np.arange(len(columns))
+        self._metainfo.update(
+            classes=tuple(names[c] for c in columns),
+            seen_classes=tuple(names[c] for c in columns if c < len(seen)),
+            unseen_classes=tuple(names[c] for c in columns if c >= len(seen)),
+            **self._extra_metainfo(ann, columns))
+
+        pos_ptr, pos = self._rows(ann['pos_indptr'], ann['pos_indices'],
+                                  new_index)
+        has_neg = 'neg_indptr' in ann
+        if has_neg:
+            neg_ptr, neg = self._rows(ann['neg_indptr'], ann['neg_indices'],
+                                      new_index)
+        # joined by hand: osp.join is the slowest step for 9M images
+        img_prefix = osp.join(self.data_prefix.get('img_path', ''), '')
+        image_ids = ann['image_ids'].tolist() if 'image_ids' in ann else None
+
+        data_list, dropped = [], 0
+        with _gc_paused():
+            for i, path in enumerate(ann['img_paths'].tolist()):
+                gt = pos[pos_ptr[i]:pos_ptr[i + 1]]
+                if self.filter_empty and not gt:
+                    dropped += 1
+                    continue
+                info = dict(img_path=img_prefix + path, gt_label=gt)
+                if has_neg:
+                    info['gt_negative'] = neg[neg_ptr[i]:neg_ptr[i + 1]]
+                if image_ids is not None:
+                    info['img_id'] = image_ids[i]
+                data_list.append(info)
+        logger = MMLogger.get_current_instance()
+        if dropped:
+            logger.info(f'{self.ann_file}: dropped {dropped} images without '
+                        f'a label in the {self.label_split} vocabulary '
+                        '(filter_empty=True)')
+        if self.missing is not None:
+            data_list = self._check_missing(data_list, logger)
+        return data_list
+
+    def _check_missing(self, data_list: List[dict],
+                       logger: MMLogger) -> List[dict]:
+        found = [info for info in data_list if osp.isfile(info['img_path'])]
+        num_missing = len(data_list) - len(found)
+        if not num_missing:
+            return data_list
+        first = next(info['img_path'] for info in data_list
+                     if not osp.isfile(info['img_path']))
+        if self.missing == 'error':
+            raise FileNotFoundError(
+                f'{num_missing} of {len(data_list)} images of '
+                f'{self.ann_file} are missing, the first: {first} (pass '
+                "missing='skip' to leave them out)")
+        logger.warning(f'{self.ann_file}: skipped {num_missing} of '
+                       f'{len(data_list)} images that are missing (the '
+                       f"first: {first}; missing='skip')")
+        return found
+
+    def get_data_info(self, idx: int) -> dict:
+        """The data info of an image, with ``gt_score`` when enabled.
+
+        Args:
+            idx (int): Index of the image.
+
+        Returns:
+            dict: ``img_path``, ``gt_label`` and, when enabled, ``gt_score``
+            (int8, 1 positive, 0 negative, -1 unknown).
+        """
+        info = super().get_data_info(idx)
+        if self.with_gt_score:
+            num_classes = len(self._metainfo['classes'])
+            if 'gt_negative' in info:
+                score = np.full(num_classes, -1, dtype=np.int8)
+                score[info['gt_negative']] = 0
+            else:
+                score = np.zeros(num_classes, dtype=np.int8)
+            score[info['gt_label']] = 1
+            info['gt_score'] = score
+        return info
+
+
+# --------------------------------------------------------------------------
+# NUS-WIDE's official files.
+# --------------------------------------------------------------------------
+NUS_WIDE_FILES = dict(
+    concepts=('ConceptsList/Concepts81.txt', 'Concepts81.txt'),
+    tags=('NUS_WID_Tags/TagList1k.txt', ),
+    image_list=('ImageList/Imagelist.txt', ),
+    all_tags=('NUS_WID_Tags/AllTags1k.txt', ),
+    all_labels=('Groundtruth/AllLabels', 'AllLabels'),
+    split_labels=('Groundtruth/TrainTestLabels', 'TrainTestLabels'),
+)
+NUS_WIDE_SPLITS = ('Train', 'Test')
+
+
+def _find(root: str, kind: str, required: bool = True) -> Optional[str]:
+    for rel in NUS_WIDE_FILES[kind]:
+        if osp.exists(osp.join(root, rel)):
+            return osp.join(root, rel)
+    if required:
+        raise FileNotFoundError(
+            f'NUS-WIDE: none of {list(NUS_WIDE_FILES[kind])} under {root}')
+    return None
+
+
+def _read_lines(path: str) -> List[str]:
+    """Stripped lines; trailing blank lines ignored, inner ones refused
+    (the official files are aligned by line)."""
+    with open(path, encoding='utf-8') as f:
+        lines = [line.strip() for line in f]
+    while lines and not lines[-1]:
+        lines.pop()
+    if '' in lines:
+        raise ValueError(f'{path}: line {lines.index("") + 1} is empty')
+    return lines
+
+
+def _read_names(path: str) -> List[str]:
+    names = _read_lines(path)
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f'{path}: duplicate names {dup}')
+    return names
+
+
+def nus_wide_vocabulary(root: str) -> Tuple[List[str], List[str]]:
+    """MKT's (and LESA's) NUS-WIDE vocabulary.
+
+    Unseen: the 81 concepts of ``Concepts81.txt`` (human-verified), in file
+    order. Seen: the tags of ``NUS_WID_Tags/TagList1k.txt`` that are not
+    concepts, in file order (1000 tags, 75 of them concepts: 925).
+
+    Args:
+        root (str): The NUS-WIDE folder.
+
+    Returns:
+        tuple[list[str], list[str]]: The seen and the unseen label names.
+    """
+    concepts = _read_names(_find(root, 'concepts'))
+    tags = _read_names(_find(root, 'tags'))
+    unseen = set(concepts)
+    return [t for t in tags if t not in unseen], concepts
+
+
+def nus_wide_image_path(line: str) -> str:
+    r"""``folder/file`` of an image-list entry.
+
+    ``Imagelist.txt`` holds Windows paths
+    (``C:\ImageData\Flickr\actor\0001_2124494179.jpg``), the split lists
+    relative ones (``actor\0001_2124494179.jpg``); the images live at
+    ``Flickr/<folder>/<file>``.
+
+    Args:
+        line (str): A line of an image list.
+
+    Returns:
+        str: ``'<folder>/<file>'``.
+
+    Examples:
+        >>> nus_wide_image_path('C:\\ImageData\\Flickr\\actor\\0001_21.jpg')
+        'actor/0001_21.jpg'
+    """
+    return '/'.join(line.strip().replace('\\', '/').split('/')[-2:])
+
+
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[[9, 10, 13, 32]] = True  # tab, newline, carriage return, space
+
+
+def _read_binary_rows(path: str,
+                      num_rows: int,
+                      num_cols: int,
+                      dest: np.ndarray,
+                      out: np.ndarray,
+                      columns: Optional[np.ndarray] = None,
+                      step: Optional[Callable[[int], None]] = None,
+                      chunk: int = 8192) -> None:
+    """Parse a text matrix of single-digit 0/1 values, one row a line.
+
+    Row ``r`` of the file goes to ``out[dest[r]]`` (restricted to
+    ``columns``) when ``dest[r] >= 0``. Vectorised per chunk of lines: the
+    tag files hold 270M values.
+    """
+    row = 0
+    with open(path, 'rb') as f:
+        while True:
+            lines = list(islice(f, chunk))
+            if not lines:
+                break
+            buf = np.frombuffer(
+                b''.join(
+                    ln if ln.endswith(b'\n') else ln + b'\n' for ln in lines),
+                dtype=np.uint8)
+            token = ~_WHITESPACE[buf]
+            ends = np.flatnonzero(buf == 10)
+            bad = token & (buf != 48) & (buf != 49)
+            bad[1:] |= token[1:] & token[:-1]  # a value of two characters
+            if bad.any():
+                line = row + int(np.searchsorted(ends, np.argmax(bad))) + 1
+                raise ValueError(f'{path}, line {line}: values must be 0 or '
+                                 '1, separated by white space')
+            counts = np.diff(np.concatenate([[0], np.cumsum(token)[ends]]))
+            wanted = min(len(lines), num_rows - row)
+            if (counts[wanted:] != 0).any():
+                raise ValueError(f'{path} has more than {num_rows} rows')
+            wrong = np.flatnonzero(counts[:wanted] != num_cols)
+            if len(wrong):
+                i = wrong[0]
+                raise ValueError(f'{path}, line {row + i + 1}: {counts[i]} '
+                                 f'values, expected {num_cols}')
+            values = buf[token][:wanted * num_cols].reshape(wanted, num_cols)
+            target = dest[row:row + wanted]
+            keep = target >= 0
+            values = values[keep] == 49
+            if columns is not None:
+                values = values[:, columns]
+            out[target[keep]] = values
+            row += wanted
+            if step is not None:
+                step(wanted)
+    if row != num_rows:
+        raise ValueError(f'{path} has {row} rows, expected {num_rows}')
+
+
+def load_nus_wide(
+        root: str,
+        split: str,
+        source: str = 'auto',
+        progress: Optional[ProgressFactory] = None) -> Dict[str, np.ndarray]:
+    """Read one split of NUS-WIDE from its official files.
+
+    The images are those of ``ImageList/<split>Imagelist.txt``, in that
+    order. Seen labels (user tags) come from the 1k-tag matrix, unseen
+    labels (concepts) from the human ground truth, either
+
+    - ``source='all'`` (as LESA/BiAM built MKT's labels): the rows of
+      ``NUS_WID_Tags/AllTags1k.txt`` and ``Groundtruth/AllLabels/
+      Labels_<concept>.txt`` that ``ImageList/Imagelist.txt`` assigns to the
+      split's images, or
+    - ``source='split'``: ``NUS_WID_Tags/<split>_Tags1k.dat`` and
+      ``Groundtruth/TrainTestLabels/Labels_<concept>_<split>.txt``, aligned
+      with the split's list.
+
+    ``'auto'`` uses ``'all'`` when ``AllTags1k.txt`` exists. Every entry is
+    known (1 or 0).
+
+    Args:
+        root (str): The NUS-WIDE folder.
+        split (str): ``'Train'`` or ``'Test'``.
+        source (str): ``'auto'``, ``'all'`` or ``'split'``.
+            Defaults to ``'auto'``.
+        progress (callable, optional): ``progress(total)`` returns a
+            callable advancing a progress bar by n units (lines of the tag
+            matrix, then one per concept file). Defaults to None.
+
+    Returns:
+        dict[str, np.ndarray]: A compact annotation (module docstring).
+    """
+    if split not in NUS_WIDE_SPLITS:
+        raise ValueError(f'split must be one of {NUS_WIDE_SPLITS}, got '
+                         f'{split!r}')
+    if source == 'auto':
+        source = 'all' if _find(root, 'all_tags', False) else 'split'
+    if source not in ('all', 'split'):
+        raise ValueError(f"source must be 'auto', 'all' or 'split', got "
+                         f'{source!r}')
+    seen, unseen = nus_wide_vocabulary(root)
+    tags = _read_names(_find(root, 'tags'))
+    seen_columns = np.array([tags.index(t) for t in seen], dtype=np.int64)
+    list_file = osp.join(root, 'ImageList', f'{split}Imagelist.txt')
+    img_paths = [nus_wide_image_path(p) for p in _read_lines(list_file)]
+    num_images = len(img_paths)
+
+    if source == 'all':
+        all_list = _find(root, 'image_list')
+        keys = [nus_wide_image_path(p).lower() for p in _read_lines(all_list)]
+        row_of = {}
+        for row, key in enumerate(keys):
+            if row_of.setdefault(key, row) != row:
+                raise ValueError(f'{all_list} lists {key} twice')
+        num_rows = len(keys)
+        dest = np.full(num_rows, -1, dtype=np.int64)
+        for i, path in enumerate(img_paths):
+            row = row_of.get(path.lower())
+            if row is None:
+                raise ValueError(f'{list_file}: {path} is not in {all_list}')
+            if dest[row] >= 0:
+                raise ValueError(f'{list_file} lists {path} twice')
+            dest[row] = i
+        tag_file = _find(root, 'all_tags')
+        label_dir = _find(root, 'all_labels')
+        label_files = [osp.join(label_dir, f'Labels_{c}.txt') for c in unseen]
+    else:
+        num_rows = num_images
+        dest = np.arange(num_images)
+        tag_file = osp.join(root, 'NUS_WID_Tags', f'{split}_Tags1k.dat')
+        label_dir = _find(root, 'split_labels')
+        label_files = [
+            osp.join(label_dir, f'Labels_{c}_{split}.txt') for c in unseen
+        ]
+    for path in [tag_file] + label_files:
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'NUS-WIDE file not found: {path}')
+
+    step = progress(num_rows + len(label_files)) if progress else None
+    labels = np.zeros((num_images, len(seen) + len(unseen)), dtype=bool)
+    seen_part = labels[:, :len(seen)]
+    _read_binary_rows(tag_file, num_rows, len(tags), dest, seen_part,
+                      seen_columns, step)
+    for j, path in enumerate(label_files):
+        column = labels[:, len(seen) + j:len(seen) + j + 1]
+        _read_binary_rows(path, num_rows, 1, dest, column)
+        if step is not None:
+            step(1)
+    indptr, indices = csr_from_dense(labels)
+    return dict(
+        img_paths=np.array(img_paths, dtype=str),
+        seen_classes=np.array(seen, dtype=str),
+        unseen_classes=np.array(unseen, dtype=str),
+        pos_indptr=indptr,
+        pos_indices=indices)
+
+
+@DATASETS.register_module()
+class NUSWideDataset(MKTSplitDataset):
+    """NUS-WIDE for open-vocabulary multi-label classification, MKT's split.
+
+    The vocabulary (see :func:`nus_wide_vocabulary`): 925 seen labels (the
+    Flickr user tags of ``TagList1k.txt`` that are not concepts) for
+    training, and the 81 human-verified concepts as unseen labels;
+    ``label_split='all'`` is the 1,006 labels, seen first. Every label of
+    every image is known, so ``gt_score`` is 1 or 0 (never -1 unknown).
+
+    Images: ``<data_root>/<data_prefix>/<folder>/<file>``, the official
+    ``Flickr`` layout by default. Which images exist varies between copies
+    of NUS-WIDE (it is crawled from Flickr); see ``missing``.
+
+    ``ann_file`` is either
+
+    - a compact annotation (``*.npz``) from
+      ``tools/dataset_converters/nus_wide_mkt_split.py`` (fast), or
+    - an official split list, ``ImageList/TrainImagelist.txt`` or
+      ``ImageList/TestImagelist.txt``: the rest of the official files are
+      read from the folder above ``ImageList`` (see :func:`load_nus_wide`;
+      parsing the 1k-tag matrix takes a while).
+
+    Args:
+        ann_file (str): The annotation, relative to ``data_root``.
+        label_split (str): ``'all'``, ``'seen'`` or ``'unseen'``.
+            Defaults to ``'all'``.
+        label_source (str): For official files, which tag and concept files
+            to read: ``'auto'``, ``'all'`` or ``'split'`` (see
+            :func:`load_nus_wide`). Defaults to ``'auto'``.
+        data_prefix (str | dict): Image folder, relative to ``data_root``.
+            Defaults to ``'Flickr'``.
+        **kwargs: ``missing``, ``filter_empty``, ``with_gt_score`` (see
+            :class:`MKTSplitDataset`) and the arguments of
+            :class:`mmpretrain.datasets.MultiLabelDataset`.
+
+    Examples:
+        >>> from mmovl.datasets.nus_wide import NUSWideDataset
+        >>> test_set = NUSWideDataset(  # doctest: +SKIP
+        ...     data_root='data/nus_wide',
+        ...     ann_file='annotations/nus_wide_mkt_test.npz',
+        ...     label_split='all')
+        >>> len(test_set.metainfo['classes'])  # doctest: +SKIP
+        1006
+    """
+    DATASET = 'NUS-WIDE'
+
+    def __init__(self,
+                 ann_file: str,
+                 label_split: str = 'all',
+                 label_source: str = 'auto',
+                 data_prefix='Flickr',
+                 **kwargs) -> None:
+        self.label_source = label_source
+        super().__init__(
+            ann_file=ann_file,
+            label_split=label_split,
+            data_prefix=data_prefix,
+            **kwargs)
+
+    def _load_official(self) -> Dict[str, np.ndarray]:
+        match = re.fullmatch(r'(Train|Test)Imagelist\.txt',
+                             osp.basename(self.ann_file))
+        if match is None:
+            raise ValueError(
+                f'{self.ann_file}: expected a .npz annotation or '
+                'ImageList/TrainImagelist.txt / TestImagelist.txt')
+        root = osp.dirname(osp.dirname(osp.abspath(self.ann_file)))
+        ann = load_nus_wide(root, match.group(1), self.label_source)
+        MMLogger.get_current_instance().info(
+            f'NUS-WIDE {match.group(1)}: {len(ann["img_paths"])} images, '
+            f'{len(ann["seen_classes"])} seen and '
+            f'{len(ann["unseen_classes"])} unseen labels, read from the '
+            'official files (convert them once with tools/dataset_converters'
+            '/nus_wide_mkt_split.py to load faster)')
+        return ann

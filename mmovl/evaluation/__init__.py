@@ -1,0 +1,9 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+from .functional import (average_precision_per_class, mean_average_precision,
+                         precision_recall_f1_at_k)
+from .metrics import ZSLMultiLabelMetric
+
+__all__ = [
+    'average_precision_per_class', 'mean_average_precision',
+    'precision_recall_f1_at_k', 'ZSLMultiLabelMetric'
+]

@@ -1,0 +1,323 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import MMLogger
+from mmpretrain.registry import METRICS
+
+# The kernels behind mmovl.evaluation.functional, called directly so that the
+# (N, C) score matrix is validated once rather than once per metric.
+from ..functional.multi_label import (_average_precision, _check_k,
+                                      _check_scores, _find_positives, _nanmean,
+                                      _Positives, _precision_recall_f1,
+                                      _to_numpy)
+
+
+def _split_target(target: np.ndarray):
+    """Split a {1, 0, -1} target into positives and a mask of known entries
+    (None when every entry is known)."""
+    if target.dtype == np.bool_:
+        return target, None
+    if target.dtype.kind not in 'iuf':
+        raise ValueError('target must be numeric or bool, got dtype '
+                         f'{target.dtype}.')
+    # Two reductions suffice for integers; floats also need a 0.5 check.
+    low, high = target.min(), target.max()
+    valid = low >= -1 and high <= 1
+    if valid and target.dtype.kind == 'f':
+        valid = bool(((target == 1) | (target == 0) | (target == -1)).all())
+    if not valid:
+        bad = ~((target == 1) | (target == 0) | (target == -1))
+        i, j = np.argwhere(bad)[0]
+        raise ValueError('target must contain only 1 (positive), 0 (negative) '
+                         f'and -1 (unknown), found {target[i, j]} at image '
+                         f'{i}, label {j}.')
+    if low >= 0 and target.dtype.itemsize == 1 and target.dtype.kind in 'iu':
+        return target.view(np.bool_), None  # 0/1 bytes are valid bools
+    return target == 1, (target >= 0 if low < 0 else None)
+
+
+@METRICS.register_module()
+class ZSLMultiLabelMetric(BaseMetric):
+    """Multi-label metrics for (generalised) zero-shot and long-tailed
+    classification.
+
+    Reports, under the prefix (``multi-label/...`` by default):
+
+    - ``gzsl/mAP``, ``gzsl/P@k``, ``gzsl/R@k``, ``gzsl/F1@k``: all labels of
+      the vocabulary, all images (GZSL).
+    - ``zsl/mAP``, ``zsl/P@k``, ``zsl/R@k``, ``zsl/F1@k``: only when unseen
+      classes are known; the unseen labels alone form the vocabulary, over
+      the images with at least one unseen positive (ZSL).
+    - ``lt/mAP``, ``lt/head_mAP``, ``lt/medium_mAP``, ``lt/tail_mAP``: only
+      when class frequencies are known; mAP over all labels and over the
+      head (more than ``head_thr`` training images), medium (``tail_thr`` to
+      ``head_thr``) and tail (fewer than ``tail_thr``) groups.
+
+    mAP averages the AP of the labels with at least one positive, with
+    sklearn's handling of tied scores; P/R/F1@k pool the top-k predictions of
+    all images, ties at the k-th score going to the lower label index, and a
+    k larger than the vocabulary (e.g. of few unseen labels) counts as its
+    size (see :mod:`mmovl.evaluation.functional`). All values are
+    percentages; a group without any positive gives NaN.
+
+    Ground truth comes from each data sample's ``gt_score`` (multi-hot with 1
+    positive, 0 negative and -1 unknown) or, failing that, its ``gt_label``
+    (indices of the positives). Unknown entries are left out of AP; for
+    P/R/F1@k they are simply not positives. Scores are kept as float32 and
+    ground truth as int8, so the results take about the memory of one
+    (N, C) float32 matrix (434 MB for NUS-WIDE's test set).
+
+    The metric reads these keys of ``dataset_meta``:
+
+    - ``classes``: the names of the vocabulary, in the order of the scores.
+    - ``unseen_classes`` (optional): names of the unseen labels, a subset of
+      ``classes``. The ``unseen_classes`` argument overrides it.
+    - ``class_frequencies`` (optional): number of training images of each
+      class, in the order of ``classes``.
+
+    Args:
+        k (int | Sequence[int]): Numbers of top-scoring labels for P/R/F1@k.
+            Defaults to (3, 5).
+        unseen_classes (Sequence[str], optional): Names of the unseen
+            classes. Defaults to None (use ``dataset_meta``).
+        head_thr (int): Head classes have more training images than this.
+            Defaults to 100.
+        tail_thr (int): Tail classes have fewer training images than this.
+            Defaults to 20.
+        collect_device (str): Device used to collect results from different
+            ranks, 'cpu' or 'gpu'. Defaults to 'cpu'.
+        prefix (str, optional): Prefix of the metric names. Defaults to None
+            (use ``'multi-label'``).
+        collect_dir (str, optional): Directory shared by the ranks to collect
+            results through when ``collect_device`` is 'cpu'. Defaults to
+            None.
+
+    Examples:
+        >>> import torch
+        >>> from mmovl.evaluation import ZSLMultiLabelMetric
+        >>> scores = torch.tensor([[0.9, 0.1, 0.6], [0.2, 0.8, 0.3]])
+        >>> target = torch.tensor([[1, 0, 1], [0, 1, -1]])
+        >>> results = ZSLMultiLabelMetric.calculate(
+        ...     scores, target, k=1, unseen=[2])
+        >>> results['gzsl/mAP'], round(results['gzsl/R@1'], 2)
+        (100.0, 66.67)
+        >>> sorted(key for key in results if key.startswith('zsl'))
+        ['zsl/F1@1', 'zsl/P@1', 'zsl/R@1', 'zsl/mAP']
+    """
+    default_prefix: Optional[str] = 'multi-label'
+
+    def __init__(self,
+                 k: Union[int, Sequence[int]] = (3, 5),
+                 unseen_classes: Optional[Sequence[str]] = None,
+                 head_thr: int = 100,
+                 tail_thr: int = 20,
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None,
+                 collect_dir: Optional[str] = None) -> None:
+        super().__init__(
+            collect_device=collect_device,
+            prefix=prefix,
+            collect_dir=collect_dir)
+        self.k = tuple(_check_k(k)[0])
+        self.unseen_classes = (None if unseen_classes is None else
+                               tuple(unseen_classes))
+        if tail_thr > head_thr:
+            raise ValueError(f'tail_thr ({tail_thr}) must not exceed '
+                             f'head_thr ({head_thr}).')
+        self.head_thr = head_thr
+        self.tail_thr = tail_thr
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        """Store the scores (float32) and ground truth (int8) of a batch.
+
+        Args:
+            data_batch: A batch of data from the dataloader (unused).
+            data_samples (Sequence[dict]): Outputs of the model, as dicts of
+                ``DataSample`` fields.
+        """
+        for sample in data_samples:
+            score = sample['pred_score'].detach().to('cpu', torch.float32)
+            score = score.numpy().copy()
+            num_classes = score.shape[-1]
+            if 'gt_score' in sample:
+                gt = sample['gt_score'].detach().cpu().numpy()
+                if gt.shape != score.shape:
+                    raise ValueError(
+                        f'gt_score has shape {gt.shape} but pred_score has '
+                        f'shape {score.shape}.')
+                if not ((gt == 1) | (gt == 0) | (gt == -1)).all():
+                    raise ValueError('gt_score must contain only 1, 0 and -1 '
+                                     f'(unknown), got {np.unique(gt)}.')
+                gt = gt.astype(np.int8)
+            else:
+                index = torch.as_tensor(sample['gt_label']).view(-1).long()
+                if index.numel() and (index.min() < 0
+                                      or index.max() >= num_classes):
+                    raise ValueError(f'gt_label {index.tolist()} is out of '
+                                     f'range for {num_classes} classes.')
+                gt = np.zeros(num_classes, dtype=np.int8)
+                gt[index.numpy()] = 1
+            self.results.append((score, gt))
+
+    def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:
+        """Compute the metrics from the processed results of all samples.
+
+        Args:
+            results (list[tuple]): ``(pred_score, gt_score)`` of each sample.
+
+        Returns:
+            dict[str, float]: The computed metrics.
+        """
+        scores = np.stack([score for score, _ in results])
+        target = np.stack([gt for _, gt in results])
+        num_classes = scores.shape[1]
+        meta = self.dataset_meta or {}
+        classes = meta.get('classes')
+        if classes is not None and len(classes) != num_classes:
+            raise ValueError(f'dataset_meta has {len(classes)} classes but '
+                             f'the scores have {num_classes} columns.')
+
+        unseen = None
+        unseen_names = self.unseen_classes
+        if unseen_names is None:
+            unseen_names = meta.get('unseen_classes')
+        if unseen_names is not None:
+            if classes is None:
+                raise ValueError('Unseen classes are given by name, so '
+                                 "dataset_meta must provide 'classes'.")
+            position = {name: i for i, name in enumerate(classes)}
+            missing = [name for name in unseen_names if name not in position]
+            if missing:
+                raise ValueError(f'{len(missing)} unseen classes are not in '
+                                 f'the vocabulary, e.g. {missing[:5]}.')
+            # An empty unseen set (a closed-vocabulary data set) has no ZSL.
+            unseen = [position[name] for name in unseen_names] or None
+
+        frequencies = meta.get('class_frequencies')
+        if frequencies is not None and len(frequencies) != num_classes:
+            raise ValueError(f'class_frequencies has {len(frequencies)} '
+                             f'entries but there are {num_classes} classes.')
+
+        return self.calculate(
+            scores,
+            target,
+            k=self.k,
+            unseen=unseen,
+            class_frequencies=frequencies,
+            head_thr=self.head_thr,
+            tail_thr=self.tail_thr)
+
+    @staticmethod
+    def calculate(pred: Union[np.ndarray, torch.Tensor],
+                  target: Union[np.ndarray, torch.Tensor],
+                  k: Union[int, Sequence[int]] = (3, 5),
+                  unseen: Optional[Sequence[int]] = None,
+                  class_frequencies: Optional[Sequence[int]] = None,
+                  head_thr: int = 100,
+                  tail_thr: int = 20) -> Dict[str, float]:
+        """Compute the GZSL, ZSL and long-tailed metrics without a runner.
+
+        Args:
+            pred (np.ndarray | torch.Tensor): Scores of shape (N, C).
+            target (np.ndarray | torch.Tensor): Ground truth of shape (N, C),
+                1 positive, 0 negative, -1 unknown.
+            k (int | Sequence[int]): Values of k for P/R/F1@k.
+                Defaults to (3, 5).
+            unseen (Sequence[int], optional): Column indices of the unseen
+                labels. Defaults to None (no ZSL metrics).
+            class_frequencies (Sequence[int], optional): Training images per
+                class. Defaults to None (no long-tailed metrics).
+            head_thr (int): Head classes have more training images than this.
+                Defaults to 100.
+            tail_thr (int): Tail classes have fewer training images than
+                this. Defaults to 20.
+
+        Returns:
+            dict[str, float]: Metric values in percent, keyed as described
+            in the class docstring (without the prefix).
+        """
+        ks = tuple(_check_k(k)[0])
+        scores = _check_scores(pred)
+        target = _to_numpy(target)
+        if target.shape != scores.shape:
+            raise ValueError(f'target has shape {target.shape} but pred has '
+                             f'shape {scores.shape}.')
+        positives, known = _split_target(target)
+        num_classes = scores.shape[1]
+        if unseen is not None:
+            unseen = np.asarray(unseen, dtype=np.int64).reshape(-1)
+            if ((unseen < 0) | (unseen >= num_classes)
+                ).any() or np.unique(unseen).size != unseen.size:
+                raise ValueError(f'unseen indices {unseen.tolist()} must be '
+                                 f'distinct and lie in [0, {num_classes}).')
+        if class_frequencies is not None:
+            freq = np.asarray(class_frequencies)
+            if freq.shape != (num_classes, ):
+                raise ValueError(f'class_frequencies has shape {freq.shape}, '
+                                 f'expected ({num_classes}, ).')
+
+        # Positives are known by definition, so AP (which masks unknown
+        # entries) and P/R/F1 share one list of positive entries.
+        entries = _find_positives(scores, positives)
+        with ThreadPoolExecutor(1) as background:
+            # The GZSL AP is the largest job; the rest overlaps with it.
+            gzsl_ap = background.submit(_average_precision, scores, positives,
+                                        known, entries)
+            gzsl_prf = _precision_recall_f1(scores, positives, list(ks),
+                                            entries)
+            zsl = None
+            if unseen is not None:
+                zsl = _zsl(scores, known, entries, unseen, ks)
+            ap = gzsl_ap.result() * 100
+        results = _report('gzsl', ap, gzsl_prf, ks)
+        if zsl is not None:
+            results.update(_report('zsl', *zsl, ks))
+
+        if class_frequencies is not None:
+            results['lt/mAP'] = _nanmean(ap)
+            results['lt/head_mAP'] = _nanmean(ap[freq > head_thr])
+            results['lt/medium_mAP'] = _nanmean(ap[(freq >= tail_thr)
+                                                   & (freq <= head_thr)])
+            results['lt/tail_mAP'] = _nanmean(ap[freq < tail_thr])
+        return results
+
+
+def _zsl(scores: np.ndarray, known: Optional[np.ndarray], entries: _Positives,
+         unseen: np.ndarray, ks: Sequence[int]):
+    """AP (percent) and P/R/F1@k with the unseen labels as the vocabulary,
+    over the images that have an unseen positive."""
+    # Position of each label in the ZSL vocabulary, -1 for seen labels.
+    new_col = np.full(scores.shape[1], -1, dtype=np.int64)
+    new_col[unseen] = np.arange(unseen.size)
+    cols = new_col[entries.cols]
+    keep = cols >= 0
+    rows, cols = entries.rows[keep], cols[keep]
+    images = np.unique(rows)
+    if images.size == 0:
+        MMLogger.get_current_instance().warning(
+            'No image has a positive unseen label; the ZSL metrics are NaN.')
+        return np.full(unseen.size, np.nan), [(np.nan, ) * 3] * len(ks)
+    rows = np.searchsorted(images, rows)
+    zsl_scores = scores[np.ix_(images, unseen)]
+    zsl_pos = np.zeros(zsl_scores.shape, dtype=np.bool_)
+    zsl_pos[rows, cols] = True
+    zsl_known = None if known is None else known[np.ix_(images, unseen)]
+    zsl_entries = _Positives(rows, cols, entries.scores[keep])
+    ap = _average_precision(zsl_scores, zsl_pos, zsl_known, zsl_entries)
+    prf = _precision_recall_f1(zsl_scores, zsl_pos, list(ks), zsl_entries)
+    return ap * 100, prf
+
+
+def _report(name: str, ap: np.ndarray, prf: list,
+            ks: Sequence[int]) -> Dict[str, float]:
+    """Name the mAP and P/R/F1@k of one evaluation setting."""
+    results = {f'{name}/mAP': _nanmean(ap)}
+    for k, (precision, recall, f1) in zip(ks, prf):
+        results[f'{name}/P@{k}'] = float(precision)
+        results[f'{name}/R@{k}'] = float(recall)
+        results[f'{name}/F1@{k}'] = float(f1)
+    return results

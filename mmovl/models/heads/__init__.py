@@ -1,0 +1,5 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+from .cprfl_head import CPRFLHead
+from .two_stream_head import TwoStreamHead
+
+__all__ = ['CPRFLHead', 'TwoStreamHead']

@@ -1,0 +1,219 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+from .utils import multi_hot_targets
+
+
+@MODELS.register_module()
+class CPRFLHead(BaseModule):
+    r"""The head of `CPRFL <https://arxiv.org/abs/2408.08125>`_
+    (category-prompt refined feature learning).
+
+    It scores an image against the CLIP label embeddings :math:`W` (C, m) of
+    the current vocabulary, given at call time (the vocabulary is data):
+
+    - visual tokens: the last feature map (B, d0, h, w) flattened over its
+      v = h * w positions and projected, :math:`F = f W_v + b_v` (B, v, d);
+    - prompt initialisation (PI):
+      :math:`P = \mathrm{GELU}(W W_1 + b_1) W_2 + b_2` (C, d), with a hidden
+      width :math:`t = \lfloor \tau d \rfloor`;
+    - visual-semantic interaction (VSI): one transformer-encoder layer over
+      :math:`Z = [F; P]` per image; only the outputs at the prompt positions
+      are kept, :math:`P'` (B, C, d);
+    - scoring: :math:`s_i = \langle p'_i, p_i \rangle`, each category's
+      refined feature against its own prompt. These are logits; the loss and
+      :meth:`predict` apply the sigmoid.
+
+    Nothing is detached: the prompts get gradients both through the VSI
+    layer and directly through the scoring (the paper's dual-path
+    back-propagation).
+
+    Args:
+        in_channels (int): Channels d0 of the feature map. Defaults to 2048
+            (ResNet-101).
+        text_channels (int): Width m of the label embeddings. Defaults to 512
+            (CLIP ViT-B/16).
+        embed_dims (int): Width d of the visual tokens and prompts.
+            Defaults to 1024.
+        tau (float): Hidden width of PI as a fraction of ``embed_dims``.
+            Defaults to 0.5.
+        num_heads (int): Attention heads of the VSI layer. Defaults to 8.
+        feedforward_channels (int): Hidden width of the VSI layer's FFN.
+            Defaults to 2048.
+        dropout (float): Dropout of the VSI layer. Defaults to 0.1.
+        loss (dict): The loss on the logits, called as
+            ``loss(logits, multi_hot)``. Defaults to mmpretrain's
+            ``AsymmetricLoss`` with the paper's settings (gamma+ 0, gamma- 4,
+            clip 0.05).
+        init_cfg (dict, optional): Defaults to None.
+
+    Examples:
+        >>> import torch
+        >>> from mmovl.models.heads import CPRFLHead
+        >>> head = CPRFLHead(in_channels=8, text_channels=6, embed_dims=16,
+        ...                  num_heads=2, feedforward_channels=32)
+        >>> feats = (torch.randn(2, 8, 3, 3), )  # a backbone's stages
+        >>> labels = torch.randn(5, 6)  # 5 labels now, any number later
+        >>> head(feats, labels).shape
+        torch.Size([2, 5])
+    """
+
+    def __init__(self,
+                 in_channels: int = 2048,
+                 text_channels: int = 512,
+                 embed_dims: int = 1024,
+                 tau: float = 0.5,
+                 num_heads: int = 8,
+                 feedforward_channels: int = 2048,
+                 dropout: float = 0.1,
+                 loss: dict = dict(
+                     type='AsymmetricLoss',
+                     gamma_pos=0.0,
+                     gamma_neg=4.0,
+                     clip=0.05,
+                     use_sigmoid=True),
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        hidden = int(tau * embed_dims)
+        if hidden < 1:
+            raise ValueError(f'tau * embed_dims must be at least 1, got '
+                             f'{tau} * {embed_dims}.')
+        self.in_channels = in_channels
+        self.text_channels = text_channels
+        self.embed_dims = embed_dims
+        self.visual_proj = nn.Linear(in_channels, embed_dims)
+        self.prompt_init = nn.Sequential(
+            nn.Linear(text_channels, hidden), nn.GELU(),
+            nn.Linear(hidden, embed_dims))
+        self.vsi = nn.TransformerEncoderLayer(
+            d_model=embed_dims,
+            nhead=num_heads,
+            dim_feedforward=feedforward_channels,
+            dropout=dropout,
+            batch_first=True)
+        self.loss_module = MODELS.build(loss)
+
+    # -- the three steps ----------------------------------------------------
+    def visual_tokens(self, feats) -> torch.Tensor:
+        """Project the feature map to visual tokens.
+
+        Args:
+            feats (torch.Tensor | tuple): The feature map (B, d0, h, w), or a
+                backbone's tuple of stages (the last one is used).
+
+        Returns:
+            torch.Tensor: F, shape (B, h * w, d).
+        """
+        if isinstance(feats, (tuple, list)):
+            feats = feats[-1]
+        if feats.dim() != 4 or feats.shape[1] != self.in_channels:
+            raise ValueError(f'feats must have shape (B, {self.in_channels}, '
+                             f'h, w), got {tuple(feats.shape)}.')
+        return self.visual_proj(feats.flatten(2).transpose(1, 2))
+
+    def init_prompts(self, label_embeds: torch.Tensor) -> torch.Tensor:
+        """Prompt initialisation (PI) from the label embeddings.
+
+        Args:
+            label_embeds (torch.Tensor): W, shape (C, m).
+
+        Returns:
+            torch.Tensor: P, shape (C, d).
+        """
+        if (not isinstance(label_embeds, torch.Tensor)
+                or label_embeds.dim() != 2
+                or label_embeds.shape[1] != self.text_channels
+                or label_embeds.shape[0] == 0):
+            shape = tuple(getattr(label_embeds, 'shape', ()))
+            raise ValueError('label_embeds must have shape (C, '
+                             f'{self.text_channels}) with C > 0, got {shape}.')
+        weight = self.prompt_init[0].weight
+        return self.prompt_init(label_embeds.to(weight.device, weight.dtype))
+
+    def refine(self, tokens: torch.Tensor,
+               prompts: torch.Tensor) -> torch.Tensor:
+        """Visual-semantic interaction (VSI).
+
+        Args:
+            tokens (torch.Tensor): F, shape (B, v, d).
+            prompts (torch.Tensor): P, shape (C, d), shared by the images.
+
+        Returns:
+            torch.Tensor: P', the encoder's outputs at the prompt positions,
+            shape (B, C, d).
+        """
+        batch, num_tokens = tokens.shape[:2]
+        z = torch.cat([tokens, prompts.expand(batch, -1, -1)], dim=1)
+        return self.vsi(z)[:, num_tokens:]
+
+    def forward(self, feats, label_embeds: torch.Tensor) -> torch.Tensor:
+        """Score the images against the labels.
+
+        Args:
+            feats (torch.Tensor | tuple): The feature map (B, d0, h, w), or a
+                backbone's tuple of stages.
+            label_embeds (torch.Tensor): W of the current vocabulary (C, m).
+
+        Returns:
+            torch.Tensor: The logits :math:`\\langle p'_i, p_i \\rangle`,
+            shape (B, C).
+        """
+        prompts = self.init_prompts(label_embeds)
+        refined = self.refine(self.visual_tokens(feats), prompts)
+        return (refined * prompts).sum(-1)
+
+    # -- loss and prediction ------------------------------------------------
+    def loss(self, feats, label_embeds: torch.Tensor,
+             data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
+        """The loss of the logits against the samples' labels.
+
+        The target of an image is its ``gt_score`` (C, ) if it has one, else
+        the multi-hot of its ``gt_label`` indices into the C labels.
+
+        Args:
+            feats (torch.Tensor | tuple): The feature map or stages.
+            label_embeds (torch.Tensor): W, shape (C, m).
+            data_samples (List[DataSample]): The B annotated samples.
+
+        Returns:
+            dict: ``dict(loss=...)``.
+        """
+        logits = self(feats, label_embeds)
+        if len(data_samples) != logits.shape[0]:
+            raise ValueError(f'Got {len(data_samples)} data samples for '
+                             f'{logits.shape[0]} images.')
+        target = multi_hot_targets(
+            data_samples, logits.shape[1], logits.device, allow_unknown=False)
+        return dict(loss=self.loss_module(logits, target))
+
+    def predict(
+        self,
+        feats,
+        label_embeds: torch.Tensor,
+        data_samples: Optional[List[Optional[DataSample]]] = None
+    ) -> List[DataSample]:
+        """Score the images; ``pred_score`` is the sigmoid of the logits.
+
+        Args:
+            feats (torch.Tensor | tuple): The feature map or stages.
+            label_embeds (torch.Tensor): W, shape (C, m).
+            data_samples (List[DataSample], optional): Samples to fill in;
+                new ones are made where None. Defaults to None.
+
+        Returns:
+            List[DataSample]: One sample per image with ``pred_score`` (C, ).
+        """
+        scores = self(feats, label_embeds).detach().sigmoid()
+        if data_samples is None:
+            data_samples = [None] * scores.shape[0]
+        results = []
+        for score, sample in zip(scores, data_samples):
+            sample = DataSample() if sample is None else sample
+            results.append(sample.set_pred_score(score))
+        return results

@@ -1,0 +1,48 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+from typing import Sequence
+
+import torch
+from mmpretrain.structures import DataSample
+
+
+def multi_hot_targets(data_samples: Sequence[DataSample],
+                      num_classes: int,
+                      device: torch.device,
+                      allow_unknown: bool = True) -> torch.Tensor:
+    """(B, C) float targets over the current vocabulary of ``num_classes``.
+
+    A sample's ``gt_score`` is used as is (1 positive, 0 negative, -1
+    unknown); otherwise its ``gt_label`` indices become a multi-hot row.
+
+    Args:
+        data_samples (Sequence[DataSample]): The batch's samples.
+        num_classes (int): Size of the vocabulary scored.
+        device (torch.device): Where the targets go.
+        allow_unknown (bool): Accept -1 entries (losses that ignore them);
+            False makes them an error. Defaults to True.
+
+    Returns:
+        torch.Tensor: The targets, float32.
+    """
+    targets = []
+    for sample in data_samples:
+        if 'gt_score' in sample:
+            target = torch.as_tensor(sample.gt_score).flatten().float()
+            if target.numel() != num_classes:
+                raise ValueError(
+                    f'gt_score has {target.numel()} entries but the '
+                    f'vocabulary has {num_classes} labels.')
+            if not allow_unknown and (target < 0).any():
+                raise ValueError('This loss takes no unknown (-1) labels in '
+                                 'gt_score.')
+        else:
+            index = torch.as_tensor(sample.gt_label).long().flatten()
+            if index.numel() and (index.min() < 0
+                                  or index.max() >= num_classes):
+                raise ValueError(
+                    f'gt_label {index.tolist()} is out of the vocabulary '
+                    f'of {num_classes} labels.')
+            target = torch.zeros(num_classes)
+            target[index] = 1
+        targets.append(target.to(device, torch.float32))
+    return torch.stack(targets)

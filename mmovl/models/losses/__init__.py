@@ -1,0 +1,5 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+from .rank_loss import RankLoss
+from .unicl_loss import UniCLLoss, gather_features
+
+__all__ = ['RankLoss', 'UniCLLoss', 'gather_features']

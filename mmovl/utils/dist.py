@@ -1,0 +1,47 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+"""Let the frameworks' distributed launchers run on machines without GPUs."""
+import os
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+
+
+def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
+    """Prepare a distributed CPU run (gloo) when no GPU is available.
+
+    mmengine's ``init_dist`` always calls ``torch.cuda.set_device`` for the
+    ``pytorch`` launcher, and its default DDP wrapper pins ``device_ids`` to
+    the local rank; both fail on a CPU-only machine. When CUDA is absent this
+    initialises the gloo process group from the torchrun environment (the
+    runner then skips its own ``init_dist``) and builds the DDP wrapper with
+    ``device_ids=None``. With a GPU it changes nothing.
+
+    Args:
+        cfg (Config): The config the runner will be built from; its
+            ``model_wrapper_cfg`` and ``env_cfg.dist_cfg`` may be updated.
+        launcher (str): The job launcher (``'none'``, ``'pytorch'``,
+            ``'slurm'`` or ``'mpi'``).
+
+    Returns:
+        bool: Whether a CPU process group was initialised here.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return False
+    if launcher != 'pytorch':
+        raise NotImplementedError(
+            f'CPU-only distributed runs support the pytorch launcher '
+            f'(torchrun, tools/dist_*.sh), not launcher={launcher!r}')
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']))
+    return True

@@ -1,0 +1,261 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+import json
+import math
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from mmpretrain.registry import METRICS
+from mmpretrain.structures import DataSample
+from sklearn.metrics import average_precision_score
+
+from mmovl.evaluation import ZSLMultiLabelMetric
+
+CLASSES = ('cat', 'dog', 'sky', 'car', 'tree', 'boat')
+UNSEEN = ('sky', 'boat')  # columns 2 and 5
+FREQUENCIES = [500, 101, 100, 20, 19, 3]  # head, head, medium x2, tail x2
+
+
+def make_problem(n=23, seed=0):
+    """Tied scores and a target with unknown (-1) entries."""
+    rng = np.random.default_rng(seed)
+    scores = (rng.integers(0, 4, (n, len(CLASSES))) / 4).astype(np.float32)
+    target = (rng.random((n, len(CLASSES))) < 0.35).astype(np.int64)
+    target[rng.random(target.shape) < 0.15] = -1
+    target[0, 2] = 1  # at least one unseen positive
+    return scores, target
+
+
+def to_samples(scores, target):
+    return [
+        DataSample().set_pred_score(torch.from_numpy(s)).set_gt_score(
+            torch.from_numpy(t)).to_dict() for s, t in zip(scores, target)
+    ]
+
+
+def expected_metrics(scores, target, ks, unseen_cols=None, freq=None):
+    """The reported metrics, from sklearn and explicit loops."""
+
+    def mean_ap(s, t, cols):
+        aps = []
+        for c in cols:
+            known = t[:, c] >= 0
+            y = t[known, c]
+            if y.sum() > 0:
+                aps.append(100 * average_precision_score(y, s[known, c]))
+        return float(np.mean(aps)) if aps else math.nan
+
+    def prf(s, t, k):
+        k = min(k, s.shape[1])
+        hits = sum(
+            int(
+                sum(row_t[c] == 1 for c in sorted(
+                    range(len(row_s)), key=lambda c: -row_s[c])[:k]))
+            for row_s, row_t in zip(s, t))
+        p, r = 100 * hits / (len(s) * k), 100 * hits / (t == 1).sum()
+        return p, r, (0.0 if hits == 0 else 2 * p * r / (p + r))
+
+    def report(name, s, t):
+        out = {f'{name}/mAP': mean_ap(s, t, range(s.shape[1]))}
+        for k in ks:
+            p, r, f1 = prf(s, t, k)
+            out.update({
+                f'{name}/P@{k}': p,
+                f'{name}/R@{k}': r,
+                f'{name}/F1@{k}': f1
+            })
+        return out
+
+    out = report('gzsl', scores, target)
+    if unseen_cols is not None:
+        rows = [
+            i for i in range(len(target))
+            if any(target[i, c] == 1 for c in unseen_cols)
+        ]
+        out.update(
+            report('zsl', scores[np.ix_(rows, unseen_cols)],
+                   target[np.ix_(rows, unseen_cols)]))
+    if freq is not None:
+        groups = dict(
+            mAP=range(len(freq)),
+            head_mAP=[c for c, f in enumerate(freq) if f > 100],
+            medium_mAP=[c for c, f in enumerate(freq) if 20 <= f <= 100],
+            tail_mAP=[c for c, f in enumerate(freq) if f < 20])
+        for key, cols in groups.items():
+            out[f'lt/{key}'] = mean_ap(scores, target, cols)
+    return out
+
+
+def assert_metrics_equal(actual, expected, prefix='multi-label/'):
+    assert set(actual) == {prefix + key for key in expected}
+    for key, value in expected.items():
+        assert actual[prefix + key] == pytest.approx(
+            value, abs=1e-6, nan_ok=True), key
+
+
+def test_calculate_without_runner():
+    scores, target = make_problem()
+    results = ZSLMultiLabelMetric.calculate(
+        torch.from_numpy(scores), torch.from_numpy(target), k=(1, 3))
+    assert_metrics_equal(
+        results, expected_metrics(scores, target, (1, 3)), prefix='')
+    results = ZSLMultiLabelMetric.calculate(
+        scores, target, k=2, unseen=[2, 5], class_frequencies=FREQUENCIES)
+    assert_metrics_equal(
+        results,
+        expected_metrics(scores, target, (2, ), [2, 5], FREQUENCIES),
+        prefix='')
+
+
+def test_metric_from_dataset_meta():
+    scores, target = make_problem(seed=1)
+    metric = METRICS.build(dict(type='ZSLMultiLabelMetric', k=(1, 3, 10)))
+    metric.dataset_meta = dict(
+        classes=CLASSES, unseen_classes=UNSEEN, class_frequencies=FREQUENCIES)
+    samples = to_samples(scores, target)
+    for start in range(0, len(samples), 4):
+        metric.process(None, samples[start:start + 4])
+    # Stored compactly: float32 scores, int8 ground truth.
+    assert all(s.dtype == np.float32 and t.dtype == np.int8
+               for s, t in metric.results)
+    results = metric.evaluate(len(samples))
+    assert_metrics_equal(
+        results,
+        expected_metrics(scores, target, (1, 3, 10), [2, 5], FREQUENCIES))
+    # k = 10 > C predicts everything, hence the full recall.
+    assert results['multi-label/gzsl/R@10'] == pytest.approx(100.0)
+
+
+def test_unseen_argument_overrides_meta_and_gt_label():
+    rng = np.random.default_rng(2)
+    scores = rng.random((9, len(CLASSES))).astype(np.float32)
+    labels = [[0, 1], [2], [5, 3], [1], [2, 4], [0], [], [3], [5]]
+    target = np.zeros(scores.shape, dtype=np.int64)
+    for row, index in zip(target, labels):
+        row[index] = 1
+    metric = ZSLMultiLabelMetric(
+        k=3, unseen_classes=['car', 'cat'], prefix='ovl')
+    metric.dataset_meta = dict(classes=CLASSES, unseen_classes=UNSEEN)
+    metric.process(None, [
+        DataSample().set_pred_score(torch.from_numpy(s)).set_gt_label(
+            torch.tensor(index, dtype=torch.long)).to_dict()
+        for s, index in zip(scores, labels)
+    ])
+    assert_metrics_equal(
+        metric.evaluate(len(labels)),
+        expected_metrics(scores, target, (3, ), [3, 0]),
+        prefix='ovl/')
+
+
+def test_invalid_configurations():
+    scores, target = make_problem(n=5)
+    samples = to_samples(scores, target)
+
+    def evaluate(**meta):
+        metric = ZSLMultiLabelMetric()
+        metric.dataset_meta = meta
+        metric.process(None, samples)
+        return metric.evaluate(len(samples))
+
+    with pytest.raises(ValueError, match='not in the vocabulary'):
+        evaluate(classes=CLASSES, unseen_classes=('sky', 'moon'))
+    with pytest.raises(ValueError, match="must provide 'classes'"):
+        evaluate(unseen_classes=UNSEEN)
+    with pytest.raises(ValueError, match='class_frequencies has 2'):
+        evaluate(classes=CLASSES, class_frequencies=[1, 2])
+    with pytest.raises(ValueError, match='6 columns'):
+        evaluate(classes=CLASSES[:4])
+    with pytest.raises(ValueError, match='only 1, 0 and -1'):
+        ZSLMultiLabelMetric().process(None, [
+            DataSample().set_pred_score(torch.rand(3)).set_gt_score(
+                torch.tensor([0.0, 0.5, 1.0])).to_dict()
+        ])
+    with pytest.raises(ValueError, match='only 1 .* and -1'):
+        ZSLMultiLabelMetric.calculate(scores, target * 2)
+    with pytest.raises(ValueError, match='must be distinct and lie in'):
+        ZSLMultiLabelMetric.calculate(scores, target, unseen=[6])
+    with pytest.raises(ValueError, match='must be distinct and lie in'):
+        ZSLMultiLabelMetric.calculate(scores, target, unseen=[2, 2])
+    with pytest.raises(ValueError, match='tail_thr'):
+        ZSLMultiLabelMetric(head_thr=10, tail_thr=20)
+    with pytest.raises(ValueError, match='k must be'):
+        ZSLMultiLabelMetric(k=0)
+
+
+def test_empty_unseen_set_reports_no_zsl():
+    scores, target = make_problem(seed=4)
+    metric = ZSLMultiLabelMetric(k=(3, ))
+    metric.dataset_meta = dict(classes=CLASSES, unseen_classes=())
+    metric.process(None, to_samples(scores, target))
+    results = metric.evaluate(len(scores))
+    assert not any('/zsl/' in k for k in results)
+    assert results['multi-label/gzsl/mAP'] == pytest.approx(
+        expected_metrics(scores, target, (3, ), None,
+                         None)['gzsl/mAP'])
+
+
+def test_no_unseen_positive_gives_nan():
+    scores, target = make_problem(n=6)
+    target[:, 5] = np.minimum(target[:, 5], 0)  # no 'boat' positive
+    results = ZSLMultiLabelMetric.calculate(scores, target, k=1, unseen=[5])
+    zsl = [value for key, value in results.items() if key.startswith('zsl/')]
+    assert len(zsl) == 4 and np.isnan(zsl).all()
+    assert results['gzsl/mAP'] == pytest.approx(
+        expected_metrics(scores, target, (1, ))['gzsl/mAP'])
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _dist_worker(rank, world_size, port, scores, target, out_dir):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=world_size)
+    try:
+        metric = ZSLMultiLabelMetric(
+            k=(1, 3), collect_dir=os.path.join(out_dir, 'collect'))
+        metric.dataset_meta = dict(
+            classes=CLASSES,
+            unseen_classes=UNSEEN,
+            class_frequencies=FREQUENCIES)
+        # Shard like mmengine's DefaultSampler: pad to a multiple of the
+        # world size by repeating the first samples, then interleave.
+        size = len(scores)
+        total = -(-size // world_size) * world_size
+        indices = (list(range(size)) * 2)[:total][rank::world_size]
+        samples = to_samples(scores[indices], target[indices])
+        for start in range(0, len(samples), 3):
+            metric.process(None, samples[start:start + 3])
+        results = metric.evaluate(size)
+        with open(os.path.join(out_dir, f'rank{rank}.json'), 'w') as f:
+            json.dump({k: float(v) for k, v in results.items()}, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_equals_single_process(tmp_path):
+    scores, target = make_problem(n=13, seed=3)  # odd: one padded sample
+    mp.spawn(
+        _dist_worker,
+        args=(2, _free_port(), scores, target, str(tmp_path)),
+        nprocs=2)
+
+    metric = ZSLMultiLabelMetric(k=(1, 3))
+    metric.dataset_meta = dict(
+        classes=CLASSES, unseen_classes=UNSEEN, class_frequencies=FREQUENCIES)
+    metric.process(None, to_samples(scores, target))
+    single = metric.evaluate(len(scores))
+    assert_metrics_equal(
+        single, expected_metrics(scores, target, (1, 3), [2, 5], FREQUENCIES))
+    for rank in range(2):
+        with open(tmp_path / f'rank{rank}.json') as f:
+            distributed = json.load(f)
+        assert distributed.keys() == single.keys()
+        for key, value in single.items():
+            assert distributed[key] == pytest.approx(value, nan_ok=True), key

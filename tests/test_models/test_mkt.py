@@ -1,0 +1,141 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+from safetensors.torch import save_file
+
+import mmovl  # noqa: F401
+from mmovl.models import RankLoss
+from mmovl.models.teachers.clip_teacher import register_open_clip_config
+
+TINY = dict(
+    embed_dim=16,
+    vision_cfg=dict(image_size=32, layers=2, width=32, head_width=16,
+                    patch_size=8),
+    text_cfg=dict(context_length=16, vocab_size=49408, width=16, heads=1,
+                  layers=1))
+NAME = 'test-mkt-tiny'
+
+
+@pytest.fixture(scope='module')
+def ckpt(tmp_path_factory):
+    register_open_clip_config(NAME, TINY)
+    torch.manual_seed(0)
+    clip = open_clip.create_model(NAME)
+    path = str(tmp_path_factory.mktemp('mkt') / 'tiny_clip.safetensors')
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()},
+              path)
+    return path, clip
+
+
+def _mkt(path, **kwargs):
+    cfg = dict(
+        type='MKT',
+        backbone=dict(type='OpenCLIPViT', model_name=NAME, checkpoint=path,
+                      frozen_stages=1),
+        head=dict(type='TwoStreamHead', topk=3, normalize_embeds=False),
+        teacher=dict(type='CLIPTeacher', model_name=NAME, checkpoint=path))
+    cfg.update(kwargs)
+    return MODELS.build(cfg)
+
+
+def _samples(labels, num_classes):
+    return [DataSample().set_gt_label(y) for y in labels]
+
+
+def test_student_starts_from_the_teacher(ckpt):
+    path, clip = ckpt
+    model = _mkt(path)
+    for k, v in clip.visual.state_dict().items():
+        torch.testing.assert_close(model.backbone.visual.state_dict()[k], v)
+    # the head's projection is CLIP's visual projection, so the student's
+    # projected CLS feature is exactly the teacher's raw image feature
+    x = torch.randn(2, 3, 32, 32)
+    e_cls, _ = model.head.embed(model.extract_feat(x))
+    torch.testing.assert_close(e_cls, clip.encode_image(x), rtol=1e-5,
+                               atol=1e-5)
+    # frozen: embeddings and the first block; trainable: the rest
+    bb = model.backbone.visual
+    assert not bb.conv1.weight.requires_grad
+    assert not any(
+        p.requires_grad for p in bb.transformer.resblocks[0].parameters())
+    assert all(
+        p.requires_grad for p in bb.transformer.resblocks[1].parameters())
+    assert not any(p.requires_grad for p in model.teacher.parameters())
+
+
+def test_loss_is_rank_plus_distillation(ckpt):
+    path, clip = ckpt
+    model = _mkt(path, distill_weight=0.5)
+    names = ['red circle', 'blue square', 'green cross', 'cat']
+    model.set_vocabulary(names)
+    with torch.no_grad():
+        model.head.init_proj(torch.randn_like(model.backbone.proj))
+    x = torch.randn(3, 3, 32, 32)
+    labels = [[0], [1, 2], [3]]
+    losses = model.loss(x, _samples(labels, 4))
+
+    # independent computation
+    feats = model.extract_feat(x)
+    scores = model.head(feats, model.teacher.encode_labels(names))
+    target = torch.zeros(3, 4)
+    for i, y in enumerate(labels):
+        target[i, y] = 1
+    torch.testing.assert_close(losses['loss_rank'], RankLoss()(scores,
+                                                              target))
+    e_cls = model.head.embed(feats)[0]
+    with torch.no_grad():
+        teacher_raw = clip.encode_image(x)
+    torch.testing.assert_close(losses['loss_distill'],
+                               0.5 * F.l1_loss(e_cls, teacher_raw))
+
+    # cached teacher embeddings give the same losses, without the teacher
+    samples = _samples(labels, 4)
+    for s, t in zip(samples, teacher_raw):
+        s.set_field(t, 'teacher_embed')
+    model.teacher.encode_image = None  # would fail if it were called
+    cached = model.loss(x, samples)
+    for key in losses:
+        torch.testing.assert_close(cached[key], losses[key])
+
+
+def test_vocabulary_is_data(ckpt):
+    path, _ = ckpt
+    model = _mkt(path, distill_weight=0.0)
+    x = torch.randn(2, 3, 32, 32)
+    with pytest.raises(RuntimeError, match='vocabulary'):
+        model.predict(x)
+    model.set_vocabulary(['a', 'b', 'c'])
+    three = model.predict(x)
+    model.set_vocabulary(['a', 'b', 'c', 'd', 'e'])
+    five = model.predict(x)
+    assert three[0].pred_score.shape == (3, )
+    assert five[0].pred_score.shape == (5, )
+    assert 'loss_distill' not in model.loss(x, _samples([[0], [1]], 5))
+    with pytest.raises(ValueError, match='duplicate'):
+        model.set_vocabulary(['a', 'a'])
+
+
+def test_layer_wise_lr_decay(ckpt):
+    """MMPretrain's layer-decay constructor scales lrs by block depth."""
+    from mmpretrain.engine.optimizers import \
+        LearningRateDecayOptimWrapperConstructor as Constructor
+    path, _ = ckpt
+    model = _mkt(path, backbone=dict(type='OpenCLIPViT', model_name=NAME,
+                                     checkpoint=path, frozen_stages=0))
+    optim = Constructor(
+        dict(type='OptimWrapper',
+             optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.05)),
+        dict(layer_decay_rate=0.5))(model)
+    lr = {g['param_name']: g['lr'] for g in optim.optimizer.param_groups}
+    # 2 blocks: depths 0 (stem), 1, 2 (blocks), 3 (after): lr = 0.5^(3-d)
+    assert lr['backbone.visual.conv1.weight'] == 0.5**3
+    assert lr['backbone.visual.transformer.resblocks.0.ln_1.weight'] == \
+        0.5**2
+    assert lr['backbone.visual.transformer.resblocks.1.ln_1.weight'] == 0.5
+    assert lr['backbone.visual.ln_post.weight'] == 1.0
+    head_names = [n for n in lr if n.startswith('head.')]
+    assert head_names and all(lr[n] == 1.0 for n in head_names)
