@@ -9,7 +9,7 @@ from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import mmovl  # noqa: F401  (registers mmovl's components)
-from mmovl.utils import setup_cpu_distributed
+from mmovl.utils import setup_cpu_distributed, teardown_distributed
 
 
 def parse_args():
@@ -57,6 +57,7 @@ def main():
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
     metrics = runner.test()
+    teardown_distributed()
     return metrics
 
 

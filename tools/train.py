@@ -8,7 +8,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmovl  # noqa: F401  (registers mmovl's components)
-from mmovl.utils import setup_cpu_distributed
+from mmovl.utils import setup_cpu_distributed, teardown_distributed
 
 
 def parse_args():
@@ -109,6 +109,7 @@ def main():
     setup_cpu_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    teardown_distributed()
 
 
 if __name__ == '__main__':

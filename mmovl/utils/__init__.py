@@ -1,5 +1,6 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 from .checkpoint import mmengine_safe_globals, safe_torch_load
-from .dist import setup_cpu_distributed
+from .dist import setup_cpu_distributed, teardown_distributed
 
-__all__ = ['mmengine_safe_globals', 'safe_torch_load', 'setup_cpu_distributed']
+__all__ = ['mmengine_safe_globals', 'safe_torch_load', 'setup_cpu_distributed',
+           'teardown_distributed']

@@ -45,3 +45,16 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
             rank=int(os.environ['RANK']),
             world_size=int(os.environ['WORLD_SIZE']))
     return True
+
+
+def teardown_distributed() -> None:
+    """Wait for every rank, then destroy the default process group.
+
+    Without this, a rank that reaches interpreter exit while gloo's worker
+    threads are still alive can abort (``terminate called without an active
+    exception``) and fail the whole job after its work is done. Safe to call
+    when no process group exists.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
