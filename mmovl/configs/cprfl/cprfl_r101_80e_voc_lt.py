@@ -5,9 +5,12 @@
 # - annotations/voc_lt_train.json: the 1,142 VOC-LT training images (from
 #   VOC2012 trainval, the distribution-balanced-loss release's list), images
 #   under VOC2012/JPEGImages/; its per-class counts give head / medium /
-#   tail.
+#   tail. Made by tools/dataset_converters/voc_lt_split.py --voc-root
+#   data/voc/VOC2012 --img-ids <list> (file names are JPEGImages/<id>.jpg,
+#   so data_prefix is the year folder).
 # - annotations/voc07_test.json: the 4,952 VOC2007 test images, under
-#   VOC2007/JPEGImages/.
+#   VOC2007/JPEGImages/ (voc_lt_split.py --voc-root data/voc/VOC2007
+#   --image-set test).
 # Category names are what CLIP embeds: write readable ones ('potted plant',
 # 'dining table', 'tv monitor'), not VOC's run-together identifiers.
 from mmengine.config import read_base
@@ -25,10 +28,10 @@ model['teacher'].update(cache_dir='data/voc/label_embeds')
 train_dataloader.dataset.update(
     data_root=data_root,
     ann_file=train_ann_file,
-    data_prefix='VOC2012/JPEGImages')
+    data_prefix='VOC2012')
 val_dataloader.dataset.update(
     data_root=data_root,
     ann_file='annotations/voc07_test.json',
-    data_prefix='VOC2007/JPEGImages',
+    data_prefix='VOC2007',
     frequency_ann_file=train_ann_file)
 test_dataloader = val_dataloader
