@@ -23,8 +23,8 @@ model = dict(
         model_name=clip_name,
         checkpoint=toy_teacher,
         # the official code freezes 10 of ViT-B/16's 12 blocks; the toy ViT
-        # has 2
-        frozen_stages=1),
+        # has 4 and keeps the same ratio
+        frozen_stages=3),
     # k: 16 of ViT-B/16's 196 patches in the code; 8 of the toy's 64
     head=dict(
         type=TwoStreamHead,

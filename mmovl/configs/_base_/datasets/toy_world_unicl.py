@@ -29,7 +29,7 @@ data_preprocessor = dict(**clip_data_preprocessor)
 
 train_pipeline = [
     dict(type=LoadImageFromFile),
-    dict(type=CropBox, scale_range=(1.0, 1.5)),
+    dict(type=CropBox, scale_range=(1.0, 3.0)),
     dict(type=Resize, scale=(image_size, image_size)),
     dict(type=RandomFlip, prob=0.5, direction='horizontal'),
     dict(type=PromptText, templates='ensemble'),
