@@ -20,8 +20,8 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-RUNS = (('linear head (baseline)', 'configs/cprfl/r18_linear_10e_toy_lt.py'),
-        ('CPRFL', 'configs/cprfl/cprfl_r18_10e_toy_lt.py'))
+RUNS = (('linear head (baseline)', 'configs/cprfl/toy_vit_p8_linear_10e_toy_lt.py'),
+        ('CPRFL', 'configs/cprfl/cprfl_toy_vit_p8_10e_toy_lt.py'))
 KEYS = ('lt/mAP', 'lt/head_mAP', 'lt/medium_mAP', 'lt/tail_mAP')
 
 

@@ -210,3 +210,36 @@ def test_classifier_builds_and_switches_vocabulary(ckpt):
     assert model(x, mode='tensor').shape == (2, 5)
     with pytest.raises(ValueError, match='duplicate'):
         model.set_vocabulary(['a', 'a'])
+
+
+def test_pre_norm_vsi_is_the_pre_norm_formula():
+    head = _head(norm_first=True)
+    tokens, prompts = torch.randn(2, 4, D), torch.randn(5, D)
+    vsi = head.vsi
+    z = torch.cat([tokens, prompts.expand(2, -1, -1)], dim=1)
+    h = vsi.norm1(z)
+    x = z + vsi.self_attn(h, h, h, need_weights=False)[0]
+    ffn = vsi.linear2(torch.relu(vsi.linear1(vsi.norm2(x))))
+    torch.testing.assert_close(head.refine(tokens, prompts),
+                               (x + ffn)[:, 4:])
+    # post-norm (the default) is a different function of the same weights
+    vsi.norm_first = False
+    assert not torch.allclose(head.refine(tokens, prompts), (x + ffn)[:, 4:])
+
+
+def test_scores_start_near_zero():
+    """A fresh head is undecided (sigmoid ~0.5) on any image and label;
+    with PyTorch's default init of PI it starts confidently positive."""
+    torch.manual_seed(0)
+    head = MODELS.build(dict(type='CPRFLHead', in_channels=64,
+                             text_channels=32, embed_dims=128, num_heads=4,
+                             feedforward_channels=256)).eval()
+    feats = torch.randn(4, 64, 3, 3)
+    labels = torch.nn.functional.normalize(torch.randn(10, 32), dim=-1)
+    with torch.no_grad():
+        assert head(feats, labels).abs().max() < 1.0  # sigmoid in .27-.73
+        last = head.prompt_init[2]  # nn.Linear's default init, by hand
+        torch.nn.init.kaiming_uniform_(last.weight, a=5**0.5)
+        bound = 1 / last.in_features**0.5
+        torch.nn.init.uniform_(last.bias, -bound, bound)
+        assert head(feats, labels).abs().mean() > 3.0

@@ -139,3 +139,25 @@ def test_layer_wise_lr_decay(ckpt):
     assert lr['backbone.visual.ln_post.weight'] == 1.0
     head_names = [n for n in lr if n.startswith('head.')]
     assert head_names and all(lr[n] == 1.0 for n in head_names)
+
+
+def test_backbone_out_types_are_views_of_the_same_tokens(ckpt):
+    path, _ = ckpt
+    nets = {t: MODELS.build(dict(type='OpenCLIPViT', model_name=NAME,
+                                 checkpoint=path, out_type=t)).eval()
+            for t in ('cls_patches', 'cls_token', 'featmap', 'avg_featmap')}
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        (cls_token, patches), = nets['cls_patches'](x)
+        (only_cls, ), (fmap, ), (avg, ) = (
+            nets[t](x) for t in ('cls_token', 'featmap', 'avg_featmap'))
+    assert patches.shape == (2, 16, 32)  # 4 x 4 patches of 8 px, width 32
+    torch.testing.assert_close(only_cls, cls_token)
+    torch.testing.assert_close(avg, patches.mean(dim=1))
+    assert fmap.shape == (2, 32, 4, 4)
+    for r in range(4):  # row-major patch order, by hand
+        for c in range(4):
+            torch.testing.assert_close(fmap[:, :, r, c], patches[:, 4 * r + c])
+    with pytest.raises(ValueError, match='out_type'):
+        MODELS.build(dict(type='OpenCLIPViT', model_name=NAME,
+                          out_type='tokens'))

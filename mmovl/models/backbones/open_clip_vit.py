@@ -36,6 +36,13 @@ class OpenCLIPViT(BaseModule):
         frozen_stages (int): Freeze the patch and position embeddings,
             ``ln_pre`` and this many transformer blocks (MKT's code freezes
             10 of ViT-B/16's 12). 0 freezes nothing. Defaults to 0.
+        out_type (str): What the one stage holds, after ``ln_post``:
+            ``'cls_patches'`` the pair ``(cls_token (B, W), patch_tokens
+            (B, L, W))`` (MKT's two streams); as MMPretrain's
+            ``VisionTransformer``, ``'cls_token'`` (B, W), ``'featmap'`` the
+            patch tokens as a map (B, W, h, w) (e.g. for CPRFL's head) or
+            ``'avg_featmap'`` their mean (B, W). Defaults to
+            ``'cls_patches'``.
         init_cfg (dict, optional): Defaults to None.
 
     Examples:
@@ -48,13 +55,20 @@ class OpenCLIPViT(BaseModule):
         (torch.Size([2, 64]), torch.Size([2, 64, 64]))
     """
 
+    OUT_TYPES = ('cls_patches', 'cls_token', 'featmap', 'avg_featmap')
+
     def __init__(self,
                  model_name: str = 'ViT-B-16',
                  checkpoint: Optional[str] = None,
                  model_cfg: Optional[dict] = None,
                  frozen_stages: int = 0,
+                 out_type: str = 'cls_patches',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if out_type not in self.OUT_TYPES:
+            raise ValueError(f'out_type must be one of {self.OUT_TYPES}, got '
+                             f'{out_type!r}')
+        self.out_type = out_type
         if model_cfg is not None:
             register_open_clip_config(model_name, model_cfg)
         with _quiet_random_init_warning():
@@ -157,10 +171,17 @@ class OpenCLIPViT(BaseModule):
             return int(name.split('.')[2]) + 1, num_depths
         return num_depths - 1, num_depths
 
-    def forward(self, x: torch.Tensor
-                ) -> Tuple[Tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> tuple:
         v = self.visual
         x = v._embeds(x)
         x = v.transformer(x)
         x = v.ln_post(x)
-        return ((x[:, 0], x[:, 1:]), )
+        cls_token, patches = x[:, 0], x[:, 1:]
+        if self.out_type == 'cls_patches':
+            return ((cls_token, patches), )
+        if self.out_type == 'cls_token':
+            return (cls_token, )
+        if self.out_type == 'avg_featmap':
+            return (patches.mean(dim=1), )
+        h, w = v.grid_size
+        return (patches.transpose(1, 2).reshape(patches.shape[0], -1, h, w), )

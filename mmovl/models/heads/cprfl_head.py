@@ -47,6 +47,9 @@ class CPRFLHead(BaseModule):
         feedforward_channels (int): Hidden width of the VSI layer's FFN.
             Defaults to 2048.
         dropout (float): Dropout of the VSI layer. Defaults to 0.1.
+        norm_first (bool): Layer norm before attention and FFN (pre-norm)
+            in the VSI layer instead of after (post-norm, PyTorch's and the
+            original Transformer's default). Defaults to False.
         loss (dict): The loss on the logits, called as
             ``loss(logits, multi_hot)``. Defaults to mmpretrain's
             ``AsymmetricLoss`` with the paper's settings (gamma+ 0, gamma- 4,
@@ -72,6 +75,7 @@ class CPRFLHead(BaseModule):
                  num_heads: int = 8,
                  feedforward_channels: int = 2048,
                  dropout: float = 0.1,
+                 norm_first: bool = False,
                  loss: dict = dict(
                      type='AsymmetricLoss',
                      gamma_pos=0.0,
@@ -91,11 +95,20 @@ class CPRFLHead(BaseModule):
         self.prompt_init = nn.Sequential(
             nn.Linear(text_channels, hidden), nn.GELU(),
             nn.Linear(hidden, embed_dims))
+        # Start with small prompts, so that every score starts near 0
+        # (sigmoid 0.5). With PyTorch's default init the prompts are large
+        # against the layer-normed refined features, every label starts out
+        # confidently positive, and the asymmetric loss then drives all
+        # scores negative where its down-weighted negatives leave almost no
+        # gradient: training stalls on an image-independent solution.
+        nn.init.normal_(self.prompt_init[2].weight, std=0.02)
+        nn.init.zeros_(self.prompt_init[2].bias)
         self.vsi = nn.TransformerEncoderLayer(
             d_model=embed_dims,
             nhead=num_heads,
             dim_feedforward=feedforward_channels,
             dropout=dropout,
+            norm_first=norm_first,
             batch_first=True)
         self.loss_module = MODELS.build(loss)
 
