@@ -1,15 +1,16 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 """CPRFL vs a plain linear multi-label head on the long-tailed toy world.
 
-Both use the same half-width ResNet-18, data (annotations/instances_train_lt
-.json, all 30 labels), ASL loss and schedule; only the head differs. Prints
+Both fine-tune the same pretrained backbone (the toy CLIP's image tower) on
+the same data (annotations/instances_train_lt.json, all 30 labels) with the
+same ASL loss and schedule; only the head differs. Prints
 total / head / medium / tail mAP on the toy test set (groups from the
 long-tailed training counts: head > 100 images, tail < 20).
 
-    python bench/bench_cprfl_toy.py [--epochs 10]
+    python bench/bench_cprfl_toy.py [--epochs 20]
 
-Needs the toy teacher at data/toy_world/toy_clip.safetensors (CPRFL's
-label embeddings; ``make toy-teacher``).
+Needs the toy teacher at data/toy_world/toy_clip.safetensors (the backbone
+and CPRFL's label embeddings; ``make toy-teacher``).
 """
 import argparse
 import glob
@@ -27,7 +28,7 @@ KEYS = ('lt/mAP', 'lt/head_mAP', 'lt/medium_mAP', 'lt/tail_mAP')
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument('--epochs', type=int, default=10)
+    p.add_argument('--epochs', type=int, default=20)
     p.add_argument('--work-dir', default='work_dirs/bench_cprfl')
     args = p.parse_args()
     rows = {}
