@@ -41,16 +41,13 @@ are meaningful for the training file.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import re
-import textwrap
-import uuid
-from collections import defaultdict
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Sequence, Tuple
 
-HEAD_THR = 100  # head classes: more training images than this
-TAIL_THR = 20  # tail classes: fewer training images than this
+from mmovl.datasets.long_tail import (long_tail_summary, read_id_list,
+                                     write_json_atomic)
+
 
 
 def parse_coco_id(token: str) -> int:
@@ -58,50 +55,6 @@ def parse_coco_id(token: str) -> int:
     if not re.fullmatch(r'[0-9]+', token):
         raise ValueError(f'{token!r} is not a COCO image id (an integer)')
     return int(token)
-
-
-def read_id_list(path: str, parse: Callable) -> List[Tuple[int, object]]:
-    """Read a text file of image ids, one a line.
-
-    Args:
-        path (str): The text file (UTF-8; blank lines are skipped).
-        parse (Callable): Turns a stripped line into an id; raises
-            ValueError for a bad one.
-
-    Returns:
-        list[tuple[int, object]]: ``(line number, id)`` in file order.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'image id list not found: {path}')
-    with open(path, 'rb') as f:
-        data = f.read()
-    if data[:1] == b'\x80':
-        raise ValueError(
-            f'{path} is a binary pickle; this tool reads text (one image id '
-            'a line) and never unpickles. See the docstring of this tool '
-            '(run it with -h) to turn a trusted pickle into text.')
-    try:
-        text = data.decode('utf-8-sig')
-    except UnicodeDecodeError as e:
-        raise ValueError(f'{path} is not UTF-8 text (bad byte at offset '
-                         f'{e.start}); expected one image id a line') from None
-    entries, first_line = [], {}
-    for lineno, line in enumerate(text.split('\n'), 1):
-        token = line.strip()
-        if not token:
-            continue
-        try:
-            img_id = parse(token)
-        except ValueError as e:
-            raise ValueError(f'{path}, line {lineno}: {e}') from None
-        if img_id in first_line:
-            raise ValueError(f'{path}, line {lineno}: image id {token} '
-                             f'repeats line {first_line[img_id]}')
-        first_line[img_id] = lineno
-        entries.append((lineno, img_id))
-    if not entries:
-        raise ValueError(f'{path} lists no image ids')
-    return entries
 
 
 def load_instances(path: str) -> dict:
@@ -157,64 +110,6 @@ def select_images(coco: dict, entries: Sequence[Tuple[int, int]],
     return out
 
 
-def class_image_counts(coco: dict) -> List[Tuple[str, int]]:
-    """``(name, images with that category)`` in category order."""
-    images = defaultdict(set)
-    for a in coco['annotations']:
-        images[a['category_id']].add(a['image_id'])
-    return [(c['name'], len(images[c['id']])) for c in coco['categories']]
-
-
-def frequency_group(count: int) -> str:
-    """'head', 'medium' or 'tail' for a class with ``count`` images."""
-    if count > HEAD_THR:
-        return 'head'
-    return 'tail' if count < TAIL_THR else 'medium'
-
-
-def summary(coco: dict) -> str:
-    """Image counts per class and the head / medium / tail groups."""
-    groups: Dict[str, List[str]] = dict(head=[], medium=[], tail=[])
-    counts = class_image_counts(coco)
-    for name, count in sorted(counts, key=lambda nc: -nc[1]):
-        groups[frequency_group(count)].append(f'{name} {count}')
-    labelled = {a['image_id'] for a in coco['annotations']}
-    unlabelled = sum(img['id'] not in labelled for img in coco['images'])
-    lines = [
-        f'{len(coco["images"])} images ({unlabelled} without any label), '
-        f'{len(coco["annotations"])} annotations',
-        f'{len(counts)} classes: {len(groups["head"])} head '
-        f'(> {HEAD_THR} images), {len(groups["medium"])} medium '
-        f'({TAIL_THR}-{HEAD_THR}), {len(groups["tail"])} tail '
-        f'(< {TAIL_THR})'
-    ]
-    for group, members in groups.items():
-        if members:
-            lines.append(
-                textwrap.fill(f'{group}: ' + ', '.join(members), width=79,
-                              subsequent_indent='    '))
-    return '\n'.join(lines)
-
-
-def write_json_atomic(path: str, obj: dict) -> None:
-    """Write compact JSON through a temporary file in the target folder and
-    rename it, so that readers never see a partial file."""
-    data = json.dumps(obj, separators=(',', ':')).encode('utf-8')
-    folder, name = osp.split(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = osp.join(folder, f'.{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp')
-    try:
-        with open(tmp, 'xb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__,
@@ -238,7 +133,7 @@ def main(argv=None):
         entries = read_id_list(args.img_ids, parse_coco_id)
         coco = select_images(coco, entries, args.instances, args.img_ids)
     write_json_atomic(args.out, coco)
-    print(f'{args.out}:\n{summary(coco)}')
+    print(f'{args.out}:\n{long_tail_summary(coco)}')
 
 
 if __name__ == '__main__':

@@ -53,19 +53,17 @@ The tool prints each class's number of images and the head (> 100 images) /
 medium (20-100) / tail (< 20) groups (meaningful for the training file).
 """
 import argparse
-import json
 import math
-import os
 import os.path as osp
 import re
 import sys
-import textwrap
-import uuid
 import xml.etree.ElementTree as ET
-from collections import defaultdict
-from typing import Callable, Dict, List, Tuple
+from typing import Dict, List, Tuple
 
 from mmengine.utils import ProgressBar
+
+from mmovl.datasets.long_tail import (long_tail_summary, read_id_list,
+                                     write_json_atomic)
 
 # VOC's class identifiers in the devkit's order (category ids 1-20) and
 # the names written for them.
@@ -78,8 +76,6 @@ READABLE_NAMES = {
     'pottedplant': 'potted plant',
     'tvmonitor': 'tv monitor',
 }
-HEAD_THR = 100  # head classes: more training images than this
-TAIL_THR = 20  # tail classes: fewer training images than this
 
 
 def parse_voc_id(token: str) -> str:
@@ -93,50 +89,6 @@ def parse_voc_id(token: str) -> str:
 def coco_image_id(voc_id: str) -> int:
     """The integer id written for a VOC id: its digits."""
     return int(voc_id.replace('_', ''))
-
-
-def read_id_list(path: str, parse: Callable) -> List[Tuple[int, object]]:
-    """Read a text file of image ids, one a line.
-
-    Args:
-        path (str): The text file (UTF-8; blank lines are skipped).
-        parse (Callable): Turns a stripped line into an id; raises
-            ValueError for a bad one.
-
-    Returns:
-        list[tuple[int, object]]: ``(line number, id)`` in file order.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'image id list not found: {path}')
-    with open(path, 'rb') as f:
-        data = f.read()
-    if data[:1] == b'\x80':
-        raise ValueError(
-            f'{path} is a binary pickle; this tool reads text (one image id '
-            'a line) and never unpickles. See the docstring of this tool '
-            '(run it with -h) to turn a trusted pickle into text.')
-    try:
-        text = data.decode('utf-8-sig')
-    except UnicodeDecodeError as e:
-        raise ValueError(f'{path} is not UTF-8 text (bad byte at offset '
-                         f'{e.start}); expected one image id a line') from None
-    entries, first_line = [], {}
-    for lineno, line in enumerate(text.split('\n'), 1):
-        token = line.strip()
-        if not token:
-            continue
-        try:
-            img_id = parse(token)
-        except ValueError as e:
-            raise ValueError(f'{path}, line {lineno}: {e}') from None
-        if img_id in first_line:
-            raise ValueError(f'{path}, line {lineno}: image id {token} '
-                             f'repeats line {first_line[img_id]}')
-        first_line[img_id] = lineno
-        entries.append((lineno, img_id))
-    if not entries:
-        raise ValueError(f'{path} lists no image ids')
-    return entries
 
 
 def _text(parent: ET.Element, tag: str, where: str) -> str:
@@ -286,54 +238,6 @@ def convert(voc_root: str,
         ])
 
 
-def summary(coco: dict) -> str:
-    """Image counts per class and the head / medium / tail groups."""
-    images = defaultdict(set)
-    for a in coco['annotations']:
-        images[a['category_id']].add(a['image_id'])
-    counts = [(c['name'], len(images[c['id']])) for c in coco['categories']]
-    groups: Dict[str, List[str]] = dict(head=[], medium=[], tail=[])
-    for name, count in sorted(counts, key=lambda nc: -nc[1]):
-        group = ('head' if count > HEAD_THR else
-                 'tail' if count < TAIL_THR else 'medium')
-        groups[group].append(f'{name} {count}')
-    labelled = {a['image_id'] for a in coco['annotations']}
-    unlabelled = sum(img['id'] not in labelled for img in coco['images'])
-    lines = [
-        f'{len(coco["images"])} images ({unlabelled} without any label), '
-        f'{len(coco["annotations"])} annotations',
-        f'{len(counts)} classes: {len(groups["head"])} head '
-        f'(> {HEAD_THR} images), {len(groups["medium"])} medium '
-        f'({TAIL_THR}-{HEAD_THR}), {len(groups["tail"])} tail '
-        f'(< {TAIL_THR})'
-    ]
-    for group, members in groups.items():
-        if members:
-            lines.append(
-                textwrap.fill(f'{group}: ' + ', '.join(members), width=79,
-                              subsequent_indent='    '))
-    return '\n'.join(lines)
-
-
-def write_json_atomic(path: str, obj: dict) -> None:
-    """Write compact JSON through a temporary file in the target folder and
-    rename it, so that readers never see a partial file."""
-    data = json.dumps(obj, separators=(',', ':')).encode('utf-8')
-    folder, name = osp.split(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = osp.join(folder, f'.{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp')
-    try:
-        with open(tmp, 'xb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__,
@@ -367,7 +271,7 @@ def main(argv=None):
     entries = read_id_list(list_path, parse_voc_id)
     coco = convert(args.voc_root, entries, list_path, args.skip_difficult)
     write_json_atomic(args.out, coco)
-    print(f'{args.out}:\n{summary(coco)}')
+    print(f'{args.out}:\n{long_tail_summary(coco)}')
     no_jpeg = sum(not osp.isfile(osp.join(args.voc_root, img['file_name']))
                   for img in coco['images'])
     if no_jpeg:
