@@ -8,10 +8,8 @@ import textwrap
 from collections import defaultdict
 from typing import Callable, Dict, List, Tuple
 
+from mmovl.evaluation.metrics.zsl_multi_label import HEAD_THR, TAIL_THR
 from .nus_wide import _atomic_write
-
-HEAD_THR = 100  # head classes: more training images than this
-TAIL_THR = 20  # tail classes: fewer training images than this
 
 
 def read_id_list(path: str, parse: Callable) -> List[Tuple[int, object]]:

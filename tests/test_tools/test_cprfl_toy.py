@@ -4,23 +4,18 @@ shipped toy config, then tools/test.py, whose long-tail mAP must equal
 sklearn's on the checkpoint's own scores, recomputed here in-process."""
 import glob
 import json
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
-import open_clip
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from sklearn.metrics import average_precision_score
 
 import mmovl  # noqa: F401
 from mmovl.utils import safe_torch_load
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 CONFIG = '''
 from mmengine.config import read_base
@@ -39,24 +34,13 @@ param_scheduler[1].update(end=2)
 '''
 
 
-def _run(args):
-    proc = subprocess.run(
-        [sys.executable] + args, cwd=REPO, capture_output=True, text=True,
-        timeout=600, env={**os.environ, 'PYTHONPATH': REPO})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
-
-
-def test_cprfl_train_then_test(tmp_path, tiny_world):
-    teacher = str(tmp_path / 'toy_clip.safetensors')
-    torch.manual_seed(0)
-    clip = open_clip.create_model('mmovl-toy-vit')
-    save_file({k: v.contiguous() for k, v in clip.state_dict().items()},
-              teacher)
+def test_cprfl_train_then_test(tmp_path, tiny_world, run_python,
+                               random_toy_teacher):
+    teacher = random_toy_teacher
     cfg_path = tmp_path / 'cprfl_tiny.py'
     cfg_path.write_text(CONFIG.format(teacher=teacher, root=tiny_world))
     work = str(tmp_path / 'train')
-    _run(['tools/train.py', str(cfg_path), '--work-dir', work])
+    run_python(['tools/train.py', str(cfg_path), '--work-dir', work])
     ckpt = osp.join(work, 'epoch_2.pth')
     state = safe_torch_load(ckpt, map_location='cpu')['state_dict']
 
@@ -72,7 +56,7 @@ def test_cprfl_train_then_test(tmp_path, tiny_world):
     assert not any(k.startswith('teacher.') for k in state)
 
     test_dir = str(tmp_path / 'test')
-    _run(['tools/test.py', str(cfg_path), ckpt, '--work-dir', test_dir])
+    run_python(['tools/test.py', str(cfg_path), ckpt, '--work-dir', test_dir])
     metrics = json.load(open(sorted(glob.glob(
         osp.join(test_dir, '*', '*.json')))[-1]))
 

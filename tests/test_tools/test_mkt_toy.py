@@ -4,14 +4,9 @@ stage 1 with tools/train.py, stage 2 (prompt tuning) from its checkpoint,
 and tools/test.py on unseen + seen labels."""
 import glob
 import json
-import os
 import os.path as osp
-import subprocess
-import sys
 
-import open_clip
 import torch
-from safetensors.torch import save_file
 
 import mmovl  # noqa: F401
 from mmovl.apis import load_teacher_embeds
@@ -20,7 +15,6 @@ from mmovl.datasets.transforms import LoadTeacherEmbedding
 from mmovl.models import CLIPTeacher
 from mmovl.utils import safe_torch_load
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 STAGE1 = '''
 from mmengine.config import read_base
@@ -56,26 +50,11 @@ load_from = {stage1!r}
 '''
 
 
-def _run(args):
-    proc = subprocess.run(
-        [sys.executable] + args, cwd=REPO, capture_output=True, text=True,
-        timeout=600, env={**os.environ, 'PYTHONPATH': REPO})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
-
-
-def _random_toy_teacher(path):
-    torch.manual_seed(0)
-    clip = open_clip.create_model('mmovl-toy-vit')
-    save_file({k: v.contiguous() for k, v in clip.state_dict().items()},
-              path)
-
-
-def test_teacher_embedding_cache_tool(tmp_path, tiny_world):
-    teacher_path = str(tmp_path / 'toy_clip.safetensors')
-    _random_toy_teacher(teacher_path)
+def test_teacher_embedding_cache_tool(tmp_path, tiny_world, run_python,
+                                      random_toy_teacher):
+    teacher_path = random_toy_teacher
     out = str(tmp_path / 'embeds.safetensors')
-    _run(['tools/misc/cache_teacher_embeds.py', '--checkpoint', teacher_path,
+    run_python(['tools/misc/cache_teacher_embeds.py', '--checkpoint', teacher_path,
           '--data-root', tiny_world, '--ann-file',
           'annotations/instances_val.json', '--img-prefix', 'val', '--out',
           out, '--num-workers', '0'])
@@ -100,13 +79,13 @@ def test_teacher_embedding_cache_tool(tmp_path, tiny_world):
         torch.testing.assert_close(cached, online, rtol=1e-4, atol=1e-5)
 
 
-def test_stage1_then_prompt_tuning(tmp_path, tiny_world):
-    teacher_path = str(tmp_path / 'toy_clip.safetensors')
-    _random_toy_teacher(teacher_path)
+def test_stage1_then_prompt_tuning(tmp_path, tiny_world, run_python,
+                                   random_toy_teacher):
+    teacher_path = random_toy_teacher
     cfg1 = tmp_path / 'mkt_stage1.py'
     cfg1.write_text(STAGE1.format(teacher=teacher_path, root=tiny_world))
     work1 = str(tmp_path / 'stage1')
-    proc = _run(['tools/train.py', str(cfg1), '--work-dir', work1])
+    proc = run_python(['tools/train.py', str(cfg1), '--work-dir', work1])
     log = proc.stdout + proc.stderr
     assert 'multi-label/zsl/mAP' in log and 'loss_distill' in log
     ckpt1 = osp.join(work1, 'epoch_2.pth')
@@ -115,7 +94,7 @@ def test_stage1_then_prompt_tuning(tmp_path, tiny_world):
     cfg2.write_text(
         STAGE2.format(teacher=teacher_path, root=tiny_world, stage1=ckpt1))
     work2 = str(tmp_path / 'stage2')
-    _run(['tools/train.py', str(cfg2), '--work-dir', work2])
+    run_python(['tools/train.py', str(cfg2), '--work-dir', work2])
     ckpt2 = osp.join(work2, 'epoch_2.pth')
 
     s1 = safe_torch_load(ckpt1)['state_dict']
@@ -128,7 +107,7 @@ def test_stage1_then_prompt_tuning(tmp_path, tiny_world):
 
     # the tuned model names unseen labels at test time
     test_dir = str(tmp_path / 'test')
-    _run(['tools/test.py', str(cfg2), ckpt2, '--work-dir', test_dir])
+    run_python(['tools/test.py', str(cfg2), ckpt2, '--work-dir', test_dir])
     metrics = json.load(open(sorted(glob.glob(
         osp.join(test_dir, '*', '*.json')))[-1]))
     for key in ('zsl/mAP', 'gzsl/mAP', 'gzsl/F1@3'):

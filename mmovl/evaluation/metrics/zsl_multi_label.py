@@ -15,6 +15,11 @@ from ..functional.multi_label import (_average_precision, _check_k,
                                       _Positives, _precision_recall_f1,
                                       _to_numpy)
 
+#: Default long-tail groups (COCO-LT / VOC-LT): head classes have more
+#: training images than HEAD_THR, tail classes fewer than TAIL_THR.
+HEAD_THR = 100
+TAIL_THR = 20
+
 
 def _split_target(target: np.ndarray):
     """Split a {1, 0, -1} target into positives and a mask of known entries
@@ -113,8 +118,8 @@ class ZSLMultiLabelMetric(BaseMetric):
     def __init__(self,
                  k: Union[int, Sequence[int]] = (3, 5),
                  unseen_classes: Optional[Sequence[str]] = None,
-                 head_thr: int = 100,
-                 tail_thr: int = 20,
+                 head_thr: int = HEAD_THR,
+                 tail_thr: int = TAIL_THR,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None) -> None:
@@ -217,8 +222,8 @@ class ZSLMultiLabelMetric(BaseMetric):
                   k: Union[int, Sequence[int]] = (3, 5),
                   unseen: Optional[Sequence[int]] = None,
                   class_frequencies: Optional[Sequence[int]] = None,
-                  head_thr: int = 100,
-                  tail_thr: int = 20) -> Dict[str, float]:
+                  head_thr: int = HEAD_THR,
+                  tail_thr: int = TAIL_THR) -> Dict[str, float]:
         """Compute the GZSL, ZSL and long-tailed metrics without a runner.
 
         Args:
