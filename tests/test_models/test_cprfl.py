@@ -86,6 +86,20 @@ def test_visual_tokens_from_the_last_stage():
         head.visual_tokens(torch.randn(2, D0 + 1, 3, 2))
 
 
+def test_visual_tokens_from_cls_and_patches():
+    head = _head()
+    cls_token, patches = torch.randn(2, D0), torch.randn(2, 5, D0)
+    tokens = head.visual_tokens(((cls_token, patches), ))
+    assert tokens.shape == (2, 6, D)  # CLS first, then the 5 patches
+    torch.testing.assert_close(tokens[:, 0], head.visual_proj(cls_token))
+    torch.testing.assert_close(tokens[:, 3], head.visual_proj(patches[:, 2]))
+    # the bare pair (what CPRFL.extract_feat hands over) reads the same
+    torch.testing.assert_close(head.visual_tokens((cls_token, patches)),
+                               tokens)
+    with pytest.raises(ValueError, match='cls_token'):
+        head.visual_tokens(((cls_token, torch.randn(2, 5, D0 + 1)), ))
+
+
 def test_scores_are_own_prompt_dot_products():
     head = _head()
     fmap, w = torch.randn(2, D0, 2, 2), torch.randn(5, M)

@@ -10,6 +10,13 @@ from mmpretrain.structures import DataSample
 from .utils import multi_hot_targets
 
 
+def _is_cls_patches(feats) -> bool:
+    """Whether ``feats`` is a ViT's ``(cls_token, patch_tokens)`` pair."""
+    return (isinstance(feats, (tuple, list)) and len(feats) == 2
+            and all(isinstance(f, torch.Tensor) for f in feats)
+            and feats[0].dim() == 2 and feats[1].dim() == 3)
+
+
 @MODELS.register_module()
 class CPRFLHead(BaseModule):
     r"""The head of `CPRFL <https://arxiv.org/abs/2408.08125>`_
@@ -117,14 +124,33 @@ class CPRFLHead(BaseModule):
         """Project the feature map to visual tokens.
 
         Args:
-            feats (torch.Tensor | tuple): The feature map (B, d0, h, w), or a
-                backbone's tuple of stages (the last one is used).
+            feats (tuple | torch.Tensor): A backbone's tuple of stages (the
+                last one is used), or that stage itself: a feature map
+                (B, d0, h, w), or a ViT's pair ``(cls_token (B, d0),
+                patch_tokens (B, L, d0))`` (``OpenCLIPViT``'s
+                ``'cls_patches'``; the CLS token becomes the first of
+                L + 1 tokens).
 
         Returns:
-            torch.Tensor: F, shape (B, h * w, d).
+            torch.Tensor: F, shape (B, v, d): v = h * w, or L + 1.
         """
-        if isinstance(feats, (tuple, list)):
+        if isinstance(feats, (tuple, list)) and not _is_cls_patches(feats):
             feats = feats[-1]
+        if isinstance(feats, (tuple, list)):
+            # a ViT's (cls_token (B, d0), patch_tokens (B, L, d0)): the
+            # global token joins the patches as one more visual token
+            if not _is_cls_patches(feats):
+                raise ValueError('feats must be a feature map or a pair '
+                                 '(cls_token, patch_tokens).')
+            cls_token, patches = feats
+            if (cls_token.shape[1] != self.in_channels
+                    or patches.shape[2] != self.in_channels):
+                raise ValueError(
+                    f'(cls_token, patch_tokens) must have shapes (B, '
+                    f'{self.in_channels}) and (B, L, {self.in_channels}), got '
+                    f'{tuple(cls_token.shape)} and {tuple(patches.shape)}.')
+            return self.visual_proj(
+                torch.cat([cls_token[:, None], patches], dim=1))
         if feats.dim() != 4 or feats.shape[1] != self.in_channels:
             raise ValueError(f'feats must have shape (B, {self.in_channels}, '
                              f'h, w), got {tuple(feats.shape)}.')

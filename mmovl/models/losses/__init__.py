@@ -1,5 +1,6 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 from .rank_loss import RankLoss
 from .unicl_loss import UniCLLoss, gather_features
+from .vild_image_loss import ViLDImageLoss
 
-__all__ = ['RankLoss', 'UniCLLoss', 'gather_features']
+__all__ = ['RankLoss', 'UniCLLoss', 'gather_features', 'ViLDImageLoss']

@@ -1,0 +1,102 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+# LVIS v1 open-vocabulary split of ViLD: base = frequent + common (866
+# categories), novel = rare (337). Training reads the official
+# lvis_v1_train.json with class_split='base' (rare annotations dropped on
+# load, no converted file needed); testing scores all 1203 categories with
+# LVISMetric, whose APr is the benchmark's headline. Needs `pip install lvis`.
+# ViLD trains Mask R-CNN, hence the masks and the segm metric; a box-only
+# model sets val_evaluator.metric = ['bbox'].
+from mmcv.transforms import LoadImageFromFile, RandomChoiceResize
+from mmdet.datasets import AspectRatioBatchSampler
+from mmdet.datasets.transforms import (LoadAnnotations, PackDetInputs,
+                                       RandomFlip, Resize)
+from mmdet.evaluation import LVISMetric
+from mmengine.dataset import ClassBalancedDataset, DefaultSampler
+
+from mmovl.datasets import LVISV1OVDataset
+from mmovl.datasets.transforms import LoadCLIPProposalEmbeds, PackViLDInputs
+
+data_root = 'data/lvis_v1/'
+# Written by tools/misc/precompute_vild_embeds.py; a child config that moves
+# it also sets train_dataloader.dataset.dataset.pipeline[2].store_dir.
+clip_embeds_dir = data_root + 'vild_embeds/train'
+batch_size = 2
+num_workers = 2
+backend_args = None
+
+# Multi-scale resize and flip only (mmdet's LVIS recipe): the stored
+# proposals are mapped to the network input by scale_factor / flip, which a
+# crop (large-scale jitter) would not record.
+train_scales = [(1333, 640), (1333, 672), (1333, 704), (1333, 736),
+                (1333, 768), (1333, 800)]
+train_pipeline = [
+    dict(type=LoadImageFromFile, backend_args=backend_args),
+    dict(type=LoadAnnotations, with_bbox=True, with_mask=True),
+    dict(type=LoadCLIPProposalEmbeds, store_dir=clip_embeds_dir),
+    dict(type=RandomChoiceResize, scales=train_scales, keep_ratio=True,
+         resize_type=Resize),
+    dict(type=RandomFlip, prob=0.5),
+    dict(type=PackViLDInputs),
+]
+# ViLD-text in one line of a child config:
+#   train_dataloader.dataset.dataset.pipeline = train_pipeline_text_only
+train_pipeline_text_only = [
+    dict(type=LoadImageFromFile, backend_args=backend_args),
+    dict(type=LoadAnnotations, with_bbox=True, with_mask=True),
+    dict(type=RandomChoiceResize, scales=train_scales, keep_ratio=True,
+         resize_type=Resize),
+    dict(type=RandomFlip, prob=0.5),
+    dict(type=PackViLDInputs),
+]
+test_pipeline = [
+    dict(type=LoadImageFromFile, backend_args=backend_args),
+    dict(type=Resize, scale=(1333, 800), keep_ratio=True),
+    dict(type=LoadAnnotations, with_bbox=True, with_mask=True),
+    dict(
+        type=PackDetInputs,
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor')),
+]
+
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=num_workers,
+    persistent_workers=True,
+    sampler=dict(type=DefaultSampler, shuffle=True),
+    batch_sampler=dict(type=AspectRatioBatchSampler),
+    dataset=dict(
+        # Repeat-factor sampling, as mmdet's LVIS configs.
+        type=ClassBalancedDataset,
+        oversample_thr=1e-3,
+        dataset=dict(
+            type=LVISV1OVDataset,
+            data_root=data_root,
+            ann_file='annotations/lvis_v1_train.json',
+            data_prefix=dict(img=''),
+            class_split='base',
+            filter_cfg=dict(filter_empty_gt=True, min_size=32),
+            pipeline=train_pipeline,
+            backend_args=backend_args)))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=num_workers,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type=DefaultSampler, shuffle=False),
+    dataset=dict(
+        type=LVISV1OVDataset,
+        data_root=data_root,
+        ann_file='annotations/lvis_v1_val.json',
+        data_prefix=dict(img=''),
+        class_split='all',
+        test_mode=True,
+        pipeline=test_pipeline,
+        backend_args=backend_args))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(
+    type=LVISMetric,
+    ann_file=data_root + 'annotations/lvis_v1_val.json',
+    metric=['bbox', 'segm'],
+    backend_args=backend_args)
+test_evaluator = val_evaluator

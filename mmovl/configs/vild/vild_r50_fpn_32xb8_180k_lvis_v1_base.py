@@ -1,0 +1,23 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+# ViLD (text + image distillation through one region embedding) on LVIS v1:
+# trained on the 866 base (frequent + common) categories, evaluated on all
+# 1203 (APr, on the 337 rare ones, is the headline). Mask R-CNN R-50 FPN,
+# the authors' 180k-iteration schedule at batch 256 (32 GPUs x 8 images);
+# the data base decides the pipeline (the authors: 1024x1024, scale jitter
+# 0.1-2.0, flips) and must load the precomputed CLIP proposals.
+from mmengine.config import read_base
+
+with read_base():
+    from .._base_.datasets.lvis_v1_ov import *  # noqa: F401,F403
+    from .._base_.default_runtime_det import *  # noqa: F401,F403
+    from .._base_.models.vild_r50_fpn import *  # noqa: F401,F403
+    from .._base_.schedules.vild_sgd_180k import *  # noqa: F401,F403
+
+from mmovl.engine import DetVocabularyHook
+
+train_dataloader.update(batch_size=8)
+# Training vocabulary: the train set's (base) classes; evaluation: all
+# classes, the rare ones marked novel (for the ensemble).
+custom_hooks = [dict(type=DetVocabularyHook)]
+default_hooks.update(checkpoint=checkpoint_hook)
+log_processor.update(by_epoch=False)

@@ -1,0 +1,147 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+import copy
+from collections import Counter
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from mmdet.models.detectors import TwoStageDetector
+from mmdet.registry import MODELS
+from mmengine.logging import MMLogger
+
+
+def vocabulary_mask(names: Sequence[str],
+                    subset: Optional[Sequence[str]]) -> torch.Tensor:
+    """(len(names), ) booleans: which of ``names`` are in ``subset``.
+
+    Args:
+        names (Sequence[str]): The vocabulary.
+        subset (Sequence[str], optional): Names to mark; each must be in
+            ``names``. Defaults to None (none marked).
+
+    Returns:
+        torch.Tensor: A boolean mask.
+
+    Examples:
+        >>> vocabulary_mask(['cat', 'dog', 'cow'], ['cow'])
+        tensor([False, False,  True])
+    """
+    chosen = set(subset or ())
+    missing = sorted(chosen - set(names))
+    if missing:
+        raise ValueError(f'{len(missing)} novel names are not in the '
+                         f'vocabulary, e.g. {missing[:5]}.')
+    return torch.tensor([n in chosen for n in names], dtype=torch.bool)
+
+
+@MODELS.register_module()
+class ViLD(TwoStageDetector):
+    """`ViLD <https://arxiv.org/abs/2104.13921>`_: open-vocabulary detection
+    by distilling CLIP.
+
+    mmdet's two-stage detector (Faster / Mask R-CNN with a class-agnostic
+    RPN, box regression and mask head) whose box head
+    (:class:`ViLDBBoxHead` in a :class:`ViLDRoIHead`) classifies regions by
+    their similarity to CLIP text embeddings of the label names. A frozen
+    :class:`CLIPTeacher` gives those embeddings (cached per vocabulary);
+    CLIP's image embeddings of proposals are precomputed offline and come
+    with the data (``clip_proposals``), so the teacher's image tower is not
+    run here.
+
+    The vocabulary is data: :meth:`set_vocabulary` (called by
+    ``VocabularyHook`` with the training set's classes, i.e. the base
+    categories, before training, and with the evaluation set's classes and
+    novel classes before evaluation) sets what is scored, without
+    retraining.
+
+    Args:
+        backbone (dict): The backbone.
+        rpn_head (dict): The RPN head (class-agnostic, as mmdet's).
+        roi_head (dict): A ``ViLDRoIHead``; its ``bbox_head.embed_dim``
+            defaults to the teacher's.
+        teacher (dict): A ``CLIPTeacher`` (text embeddings only).
+        train_cfg (dict): Training config of the RPN and R-CNN.
+        test_cfg (dict): Testing config of the RPN and R-CNN.
+        neck (dict, optional): The neck, e.g. FPN. Defaults to None.
+        templates (str | Sequence[str], optional): Prompt templates of the
+            label embeddings (see ``CLIPTeacher.encode_labels``). Defaults to
+            None (``'a photo of a {}.'``).
+        data_preprocessor (dict, optional): Defaults to None.
+        init_cfg (dict, optional): Defaults to None.
+
+    Examples:
+        >>> model = MODELS.build(cfg.model)  # doctest: +SKIP
+        >>> model.set_vocabulary(['cat', 'dog', 'zebra'],  # doctest: +SKIP
+        ...                      novel_names=['zebra'])
+        >>> results = model.predict(inputs, data_samples)  # doctest: +SKIP
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 rpn_head: dict,
+                 roi_head: dict,
+                 teacher: dict,
+                 train_cfg: dict,
+                 test_cfg: dict,
+                 neck: Optional[dict] = None,
+                 templates: Optional[Union[str, Sequence[str]]] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        teacher = MODELS.build(teacher)
+        roi_head = copy.deepcopy(roi_head)
+        bbox_head = roi_head['bbox_head']
+        embed_dim = bbox_head.setdefault('embed_dim', teacher.embed_dim)
+        if embed_dim != teacher.embed_dim:
+            raise ValueError(
+                f'roi_head.bbox_head.embed_dim={embed_dim} but the teacher '
+                f'embeds in {teacher.embed_dim} dimensions.')
+        mask_head = roi_head.get('mask_head')
+        if mask_head is not None and not mask_head.get(
+                'class_agnostic', False):
+            raise ValueError('ViLD needs a class-agnostic mask head '
+                             '(mask_head.class_agnostic=True): its '
+                             'vocabulary is not fixed.')
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            rpn_head=rpn_head,
+            roi_head=roi_head,
+            train_cfg=train_cfg,
+            test_cfg=test_cfg,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        self.teacher = teacher
+        self.templates = templates
+        self.vocabulary: Optional[Tuple[str, ...]] = None
+        self.novel_classes: Tuple[str, ...] = ()
+
+    def set_vocabulary(self,
+                       names: Sequence[str],
+                       novel_names: Optional[Sequence[str]] = None) -> None:
+        """Score ``names`` from now on (column ``i`` / label ``i`` is
+        ``names[i]``).
+
+        Args:
+            names (Sequence[str]): The category names.
+            novel_names (Sequence[str], optional): Which of ``names`` are
+                novel (not trained on); the ensemble weighs the two branches
+                the other way round for them. Defaults to None (none).
+        """
+        if isinstance(names, str) or not names:
+            raise ValueError('names must be a non-empty sequence of '
+                             'category names.')
+        names = tuple(names)
+        if len(set(names)) != len(names):
+            dups = sorted(n for n, k in Counter(names).items() if k > 1)
+            raise ValueError(f'Duplicate category names: {dups[:5]}.')
+        novel_mask = vocabulary_mask(names, novel_names)
+        if names == self.vocabulary and \
+                set(novel_names or ()) == set(self.novel_classes):
+            return
+        embeds = self.teacher.encode_labels(names, self.templates)
+        self.roi_head.bbox_head.set_class_embeddings(embeds, novel_mask)
+        self.vocabulary = names
+        self.novel_classes = tuple(n for n in names
+                                   if n in set(novel_names or ()))
+        MMLogger.get_current_instance().info(
+            f'ViLD: vocabulary of {len(names)} categories '
+            f'({len(self.novel_classes)} novel).')
