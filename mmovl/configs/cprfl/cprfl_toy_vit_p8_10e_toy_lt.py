@@ -1,8 +1,10 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 # CPRFL on the toy world's long-tailed split. As the paper fine-tunes an
 # ImageNet-pretrained ResNet-101, the toy fine-tunes a pretrained tower: the
-# toy CLIP's image encoder (its last of 4 blocks; the patch tokens after
-# ln_post as an 8 x 8 map of width 128), on all 30 labels of
+# toy CLIP's image encoder (its last of 4 blocks trained; the visual tokens
+# are the CLS token and the 64 patch tokens after ln_post, width 128: a ViT's
+# patch tokens alone carry less of what CLIP learned, since its contrastive
+# loss reads the CLS token only), on all 30 labels of
 # annotations/instances_train_lt.json, with the prompts initialised from the
 # same toy CLIP's label embeddings. Tested on instances_val.json; the
 # per-class counts of the LT file give the head / medium / tail mAP.
@@ -45,7 +47,7 @@ backbone = dict(
     model_name=toy_clip,
     checkpoint=toy_teacher,
     frozen_stages=3,
-    out_type='featmap')
+    out_type='cls_patches')
 model = dict(
     type=CPRFL,
     data_preprocessor=data_preprocessor,
