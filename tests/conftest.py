@@ -1,7 +1,10 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 import os.path as osp
 
+import open_clip
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from mmovl.datasets.toy_world import ToyWorldConfig, generate_toy_world
 
@@ -17,3 +20,27 @@ def tiny_world(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('toy_world'))
     generate_toy_world(root, TINY_WORLD)
     return root
+
+
+@pytest.fixture(scope='session')
+def random_toy_teacher(tmp_path_factory):
+    """A randomly initialised 'mmovl-toy-vit' saved as open_clip weights
+    (no download, no shipped file; read-only)."""
+    path = str(tmp_path_factory.mktemp('teacher') / 'toy_clip.safetensors')
+    torch.manual_seed(0)
+    clip = open_clip.create_model('mmovl-toy-vit')
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()},
+              path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """One torch thread for a module of tiny models: on a machine shared
+    with other jobs, torch's extra threads spin-wait and make each op many
+    times slower. Use with ``pytestmark = pytest.mark.usefixtures(
+    'one_thread')``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -7,13 +7,11 @@ import os.path as osp
 from unittest import mock
 
 import numpy as np
-import open_clip
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import default_collate
 from mmpretrain.registry import MODELS
-from safetensors.torch import save_file
 
 from mmovl.apis import OpenVocabClsInferencer, read_vocabulary
 from mmovl.datasets import CocoMultiLabelDataset
@@ -30,26 +28,7 @@ CONFIGS = {
 VOCAB = ['blue square', 'red circle', 'purple star', 'yellow triangle',
          'green cross']
 
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Tiny matrices: on a machine shared with other jobs, torch's extra
-    threads spin-wait and make each op many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope='module')
-def toy_teacher(tmp_path_factory):
-    """A randomly initialised 'mmovl-toy-vit' saved as open_clip weights."""
-    path = str(tmp_path_factory.mktemp('teacher') / 'toy_clip.safetensors')
-    torch.manual_seed(0)
-    clip = open_clip.create_model('mmovl-toy-vit')
-    save_file({k: v.contiguous() for k, v in clip.state_dict().items()},
-              path)
-    return path
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _config(kind, teacher, root):
@@ -62,13 +41,13 @@ def _config(kind, teacher, root):
 
 
 @pytest.fixture(scope='module')
-def checkpoints(tmp_path_factory, toy_teacher, tiny_world):
+def checkpoints(tmp_path_factory, random_toy_teacher, tiny_world):
     """kind -> (config, checkpoint, perturbed model): weights moved away from
     what the config builds, so that scores match only if they are loaded."""
     out = {}
     folder = tmp_path_factory.mktemp('ckpts')
     for kind in CONFIGS:
-        cfg = _config(kind, toy_teacher, tiny_world)
+        cfg = _config(kind, random_toy_teacher, tiny_world)
         torch.manual_seed(1)
         model = MODELS.build(cfg.model)
         with torch.no_grad():

@@ -12,7 +12,6 @@ from unittest import mock
 
 import mmcv
 import numpy as np
-import open_clip
 import pytest
 import torch
 from mmdet.registry import DATASETS, MODELS
@@ -22,7 +21,6 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.runner.checkpoint import save_checkpoint
 from mmengine.structures import InstanceData
-from safetensors.torch import save_file
 
 from mmovl.apis import OpenVocabDetInferencer
 
@@ -46,35 +44,16 @@ model.teacher.checkpoint = {teacher!r}
 model.test_cfg.rcnn.score_thr = 0.0
 '''
 
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Tiny matrices: on a machine shared with other jobs, torch's extra
-    threads spin-wait and make each op many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
-def toy_teacher(tmp_path_factory):
-    """A randomly initialised 'mmovl-toy-vit' saved as open_clip weights."""
-    path = str(tmp_path_factory.mktemp('teacher') / 'toy_clip.safetensors')
-    torch.manual_seed(0)
-    clip = open_clip.create_model('mmovl-toy-vit')
-    save_file({k: v.contiguous() for k, v in clip.state_dict().items()},
-              path)
-    return path
-
-
-@pytest.fixture(scope='module')
-def vild(tmp_path_factory, toy_teacher, tiny_world):
+def vild(tmp_path_factory, random_toy_teacher, tiny_world):
     """(config, checkpoint, model): toy ViLD-ensemble weights moved away from
     what the config builds, so that detections match only if loaded; saved
     as mmengine saves them, with the training classes in the meta."""
     cfg = Config.fromfile(VILD)
-    cfg.model.teacher.checkpoint = toy_teacher
+    cfg.model.teacher.checkpoint = random_toy_teacher
     cfg.model.test_cfg.rcnn.score_thr = 0.0
     cfg.test_dataloader.dataset.data_root = tiny_world
     init_default_scope('mmdet')
@@ -283,13 +262,13 @@ def test_image_errors_name_the_input(vild, tmp_path):
         inferencer(str(empty))
 
 
-def test_checkpoint_or_config_of_the_wrong_kind(vild, toy_teacher,
+def test_checkpoint_or_config_of_the_wrong_kind(vild, random_toy_teacher,
                                                 tmp_path):
     from mmpretrain.registry import MODELS as CLS_MODELS
     cfg, _, _ = vild
     mkt_cfg = Config.fromfile(MKT)
-    mkt_cfg.model.backbone.checkpoint = toy_teacher
-    mkt_cfg.model.teacher.checkpoint = toy_teacher
+    mkt_cfg.model.backbone.checkpoint = random_toy_teacher
+    mkt_cfg.model.teacher.checkpoint = random_toy_teacher
     mkt = str(tmp_path / 'mkt.pth')
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         state = CLS_MODELS.build(mkt_cfg.model).state_dict()
@@ -310,12 +289,12 @@ def test_checkpoint_or_config_of_the_wrong_kind(vild, toy_teacher,
         OpenVocabDetInferencer(str(tmp_path / 'nowhere.py'))
 
 
-def test_demo_prints_detections_and_writes_pictures(vild, toy_teacher,
+def test_demo_prints_detections_and_writes_pictures(vild, random_toy_teacher,
                                                     tiny_world, tmp_path,
                                                     capsys):
     cfg, ckpt, model = vild
     cfg_path = tmp_path / 'vild.py'
-    cfg_path.write_text(DEMO_CONFIG.format(teacher=toy_teacher))
+    cfg_path.write_text(DEMO_CONFIG.format(teacher=random_toy_teacher))
     cfg = Config.fromfile(str(cfg_path))
     cfg.test_dataloader.dataset.data_root = tiny_world
     vocab = ['red circle', 'purple star', 'green cross']

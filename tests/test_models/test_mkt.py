@@ -161,3 +161,15 @@ def test_backbone_out_types_are_views_of_the_same_tokens(ckpt):
     with pytest.raises(ValueError, match='out_type'):
         MODELS.build(dict(type='OpenCLIPViT', model_name=NAME,
                           out_type='tokens'))
+
+
+def test_cls_data_preprocessor_builds_under_the_mmdet_scope():
+    # once a detector is built, mmdet is the default scope of the process
+    from mmengine.registry import DefaultScope
+    from mmpretrain.models import ClsDataPreprocessor
+
+    from mmovl.models.classifiers.utils import build_cls_data_preprocessor
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        pre = build_cls_data_preprocessor(dict(mean=[1, 2, 3], std=[4, 5, 6]))
+    assert type(pre) is ClsDataPreprocessor
+    assert pre.mean.flatten().tolist() == [1, 2, 3]

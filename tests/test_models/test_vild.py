@@ -4,7 +4,6 @@ import math
 import os.path as osp
 from types import SimpleNamespace
 
-import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,7 +12,6 @@ from mmdet.testing import demo_mm_inputs
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
-from safetensors.torch import save_file
 
 from mmovl.engine import DetVocabularyHook
 from mmovl.models import ViLDBBoxHead, ViLDImageLoss, map_boxes_to_input
@@ -232,16 +230,6 @@ def test_map_boxes_to_input_resize_and_flips():
 
 
 # -- detector ---------------------------------------------------------------
-@pytest.fixture(scope='module')
-def toy_teacher_ckpt(tmp_path_factory):
-    """Random 'mmovl-toy-vit' weights (no download, no shipped file)."""
-    path = str(tmp_path_factory.mktemp('clip') / 'toy_clip.safetensors')
-    torch.manual_seed(0)
-    clip = open_clip.create_model('mmovl-toy-vit')
-    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, path)
-    return path
-
-
 def _toy_model(ckpt, **roi_head):
     cfg = Config.fromfile(TOY_MODEL)
     cfg.model.teacher.checkpoint = ckpt
@@ -269,8 +257,8 @@ def _batch(model, training, with_proposals=True, num_classes=4):
 NAMES = ['red circle', 'blue square', 'green cross', 'purple diamond']
 
 
-def test_toy_model_loss_and_predict(toy_teacher_ckpt):
-    model = _toy_model(toy_teacher_ckpt)
+def test_toy_model_loss_and_predict(random_toy_teacher):
+    model = _toy_model(random_toy_teacher)
     model.set_vocabulary(NAMES)
     model.train()
     data = _batch(model, True)
@@ -303,7 +291,7 @@ def test_toy_model_loss_and_predict(toy_teacher_ckpt):
         assert (pred.bboxes[:, 1::2] <= h + 1e-3).all()
 
 
-def test_toy_model_with_class_agnostic_mask_head(toy_teacher_ckpt):
+def test_toy_model_with_class_agnostic_mask_head(random_toy_teacher):
     from mmcv.ops import RoIAlign
     mask = dict(
         mask_roi_extractor=dict(
@@ -314,10 +302,10 @@ def test_toy_model_with_class_agnostic_mask_head(toy_teacher_ckpt):
                        conv_out_channels=16, num_classes=24,
                        class_agnostic=True))
     with pytest.raises(ValueError, match='class-agnostic mask head'):
-        _toy_model(toy_teacher_ckpt,
+        _toy_model(random_toy_teacher,
                    **dict(mask, mask_head=dict(mask['mask_head'],
                                                class_agnostic=False)))
-    model = _toy_model(toy_teacher_ckpt, **mask)
+    model = _toy_model(random_toy_teacher, **mask)
     model.train()
     model.roi_head.train_cfg.mask_size = 28
     model.set_vocabulary(NAMES)
@@ -333,8 +321,8 @@ def test_toy_model_with_class_agnostic_mask_head(toy_teacher_ckpt):
         res[0].pred_instances)
 
 
-def test_image_loss_without_proposals(toy_teacher_ckpt):
-    model = _toy_model(toy_teacher_ckpt)
+def test_image_loss_without_proposals(random_toy_teacher):
+    model = _toy_model(random_toy_teacher)
     model.set_vocabulary(NAMES)
     model.train()
     # text-only ViLD: no sample carries the field
@@ -349,8 +337,8 @@ def test_image_loss_without_proposals(toy_teacher_ckpt):
     model.parse_losses(losses)[0].backward()
 
 
-def test_roi_head_image_loss_uses_mapped_boxes(toy_teacher_ckpt):
-    model = _toy_model(toy_teacher_ckpt)
+def test_roi_head_image_loss_uses_mapped_boxes(random_toy_teacher):
+    model = _toy_model(random_toy_teacher)
     model.set_vocabulary(NAMES)
     model.train()
     data = _batch(model, True)
@@ -376,8 +364,8 @@ def test_roi_head_image_loss_uses_mapped_boxes(toy_teacher_ckpt):
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_vocabulary_switch_reorders_and_resizes_scores(toy_teacher_ckpt):
-    model = _toy_model(toy_teacher_ckpt)
+def test_vocabulary_switch_reorders_and_resizes_scores(random_toy_teacher):
+    model = _toy_model(random_toy_teacher)
     model.eval()
     head = model.roi_head.bbox_head
     feats = torch.randn(7, 64, 7, 7)
@@ -418,9 +406,9 @@ def test_vocabulary_switch_reorders_and_resizes_scores(toy_teacher_ckpt):
         model.set_vocabulary(NAMES + NAMES[:1])
 
 
-def test_vild_checks_embed_dim(toy_teacher_ckpt):
+def test_vild_checks_embed_dim(random_toy_teacher):
     cfg = Config.fromfile(TOY_MODEL)
-    cfg.model.teacher.checkpoint = toy_teacher_ckpt
+    cfg.model.teacher.checkpoint = random_toy_teacher
     cfg.model.roi_head.bbox_head.embed_dim = 32  # the teacher's is 64
     init_default_scope('mmdet')
     with pytest.raises(ValueError, match='embed_dim=32'):

@@ -5,10 +5,7 @@ import os.path as osp
 import subprocess
 import sys
 
-import open_clip
 import pytest
-import torch
-from safetensors.torch import save_file
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -26,14 +23,3 @@ def run_python():
     """Run a repository script with this interpreter; fail with its output
     if it exits non-zero."""
     return _run_python
-
-
-@pytest.fixture
-def random_toy_teacher(tmp_path):
-    """A randomly initialised 'mmovl-toy-vit' saved as open_clip weights."""
-    path = str(tmp_path / 'toy_clip.safetensors')
-    torch.manual_seed(0)
-    clip = open_clip.create_model('mmovl-toy-vit')
-    save_file({k: v.contiguous() for k, v in clip.state_dict().items()},
-              path)
-    return path

@@ -51,14 +51,7 @@ val_dataloader = dict(
         ]))
 '''
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: on a shared machine torch's extra threads spin-wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def run_script(path, *args):

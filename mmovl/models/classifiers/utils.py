@@ -18,6 +18,10 @@ def build_cls_data_preprocessor(
         return cfg
     cfg = dict(cfg or {})
     cfg.setdefault('type', 'ClsDataPreprocessor')
+    if isinstance(cfg['type'], str):
+        # a string is looked up in the *default* scope's registry, which is
+        # mmdet's once a detector has been built in this process
+        cfg.setdefault('_scope_', 'mmpretrain')
     return MODELS.build(cfg)
 
 
