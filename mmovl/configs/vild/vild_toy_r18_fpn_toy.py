@@ -17,7 +17,7 @@ from torch.optim import AdamW
 
 from mmovl.engine import DetVocabularyHook
 
-max_epochs = 12
+max_epochs = 6
 train_cfg = dict(
     type=EpochBasedTrainLoop, max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type=ValLoop)
@@ -29,7 +29,7 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type=LinearLR, start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type=MultiStepLR, by_epoch=True, begin=0, end=max_epochs,
-         milestones=[9, 11], gamma=0.1),
+         milestones=[4, 5], gamma=0.1),
 ]
 # The lr above is for 16 images a step.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
