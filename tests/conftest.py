@@ -1,9 +1,11 @@
 # Copyright (c) mmovl contributors. All rights reserved.
+import copy
 import os.path as osp
 
 import open_clip
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 from safetensors.torch import save_file
 
 from mmovl.datasets.toy_world import ToyWorldConfig, generate_toy_world
@@ -44,3 +46,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def keep_default_scope():
+    """Give every test module the default scope it started with.
+
+    Building a detector (mmdet's inferencer, ``init_default_scope('mmdet')``)
+    makes mmdet the process's default scope, where mmpretrain's registry
+    names (``'MKT'``, ``'ClsDataPreprocessor'``) are not found: without this,
+    a classification test fails or passes depending on which modules ran
+    before it. Restored the way mmengine's own
+    ``DefaultScope.overwrite_default_scope`` restores it.
+    """
+    saved = copy.copy(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict = saved
