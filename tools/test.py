@@ -9,7 +9,8 @@ from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import mmovl  # noqa: F401  (registers mmovl's components)
-from mmovl.utils import setup_cpu_distributed, teardown_distributed
+from mmovl.utils import (setup_cpu_distributed, teardown_distributed,
+                         write_test_json_on_main_only)
 
 
 def parse_args():
@@ -53,6 +54,7 @@ def main():
     setup_cpu_distributed(cfg, args.launcher)
 
     runner = Runner.from_cfg(cfg)
+    write_test_json_on_main_only(runner)
     if args.out is not None:
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

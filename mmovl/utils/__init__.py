@@ -1,6 +1,7 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 from .checkpoint import mmengine_safe_globals, safe_torch_load
-from .dist import setup_cpu_distributed, teardown_distributed
+from .dist import (setup_cpu_distributed, teardown_distributed,
+                   write_test_json_on_main_only)
 
 __all__ = ['mmengine_safe_globals', 'safe_torch_load', 'setup_cpu_distributed',
-           'teardown_distributed']
+           'teardown_distributed', 'write_test_json_on_main_only']

@@ -58,3 +58,31 @@ def teardown_distributed() -> None:
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.barrier()
         torch_dist.destroy_process_group()
+
+
+def write_test_json_on_main_only(runner) -> None:
+    """Let only the main process write the test metrics' json file.
+
+    mmengine's ``LoggerHook.after_test_epoch`` has every rank dump the
+    metrics to the same ``{log_dir}/{timestamp}.json``; ranks race on the
+    file, and a longer write overtaken by a shorter one leaves invalid json
+    (seen as ``...}}``). On the other ranks this keeps the hooks' log line
+    and drops the dump. Call it after the runner is built.
+
+    Args:
+        runner (Runner): The built runner.
+    """
+    from mmengine.dist import is_main_process
+    from mmengine.hooks import LoggerHook
+
+    if is_main_process():
+        return
+
+    def log_only(runner, metrics=None):
+        _, log_str = runner.log_processor.get_log_after_epoch(
+            runner, len(runner.test_dataloader), 'test', with_non_scalar=True)
+        runner.logger.info(log_str)
+
+    for hook in runner.hooks:
+        if isinstance(hook, LoggerHook):
+            hook.after_test_epoch = log_only
