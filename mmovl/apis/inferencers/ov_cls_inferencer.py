@@ -174,6 +174,33 @@ def list_images(inputs) -> list:
     return images
 
 
+def read_image(input_, index: int) -> np.ndarray:
+    """One inferencer input as a BGR uint8 array, or a clear error.
+
+    Args:
+        input_ (str | np.ndarray): An image path or a BGR (H, W, 3) array.
+        index (int): Its position among the inputs, for the error message.
+
+    Returns:
+        np.ndarray: The BGR image.
+    """
+    if isinstance(input_, str):
+        if not osp.isfile(input_):
+            raise FileNotFoundError(f'Image not found: {input_}')
+        img = mmcv.imread(input_)
+        if img is None:
+            raise ValueError(f'Cannot read image {input_}: not an image '
+                             'file, or a corrupt one.')
+        return img
+    if isinstance(input_, np.ndarray):
+        if input_.ndim != 3 or input_.shape[2] != 3:
+            raise ValueError(f'Input {index}: expected a BGR image array '
+                             f'(H, W, 3), got shape {input_.shape}.')
+        return input_
+    raise TypeError(f'Input {index}: expected an image path or array, '
+                    f'got {type(input_).__name__}.')
+
+
 def _build_model(cfg: Config) -> BaseModel:
     """The config's model, as :func:`mmpretrain.apis.get_model` builds it
     minus its weights and dataset look-up (which needs registry names, not
@@ -361,30 +388,11 @@ class OpenVocabClsInferencer(ImageClassificationInferencer):
     def _inputs_to_list(self, inputs) -> list:
         return list_images(inputs)
 
-    @staticmethod
-    def _read(input_, index: int) -> np.ndarray:
-        """The image as a BGR uint8 array; a clear error if it is not one."""
-        if isinstance(input_, str):
-            if not osp.isfile(input_):
-                raise FileNotFoundError(f'Image not found: {input_}')
-            img = mmcv.imread(input_)
-            if img is None:
-                raise ValueError(f'Cannot read image {input_}: not an image '
-                                 'file, or a corrupt one.')
-            return img
-        if isinstance(input_, np.ndarray):
-            if input_.ndim != 3 or input_.shape[2] != 3:
-                raise ValueError(f'Input {index}: expected a BGR image array '
-                                 f'(H, W, 3), got shape {input_.shape}.')
-            return input_
-        raise TypeError(f'Input {index}: expected an image path or array, '
-                        f'got {type(input_).__name__}.')
-
     def preprocess(self, inputs: list, batch_size: int = 1):
         """Read and transform the images, in batches for ``test_step``."""
 
         def load(indexed):
-            img = self._read(indexed[1], indexed[0])
+            img = read_image(indexed[1], indexed[0])
             return dict(
                 img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
 
@@ -426,7 +434,7 @@ class OpenVocabClsInferencer(ImageClassificationInferencer):
         text_cfg = self.visualizer.DEFAULT_TEXT_CFG
         pictures, used = [], set()
         for i, (input_, sample) in enumerate(zip(ori_inputs, preds)):
-            image = self._read(input_, i)[..., ::-1]  # BGR -> RGB
+            image = read_image(input_, i)[..., ::-1]  # BGR -> RGB
             if resize is not None:
                 h, w = image.shape[:2]
                 size = (resize, resize * h // w) if w < h else \

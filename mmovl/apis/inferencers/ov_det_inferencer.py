@@ -19,16 +19,10 @@ from mmengine.config import Config
 from mmengine.infer import BaseInferencer
 from mmengine.logging import MMLogger
 
-from .ov_cls_inferencer import (OpenVocabClsInferencer, VocabType,
-                                list_images, load_model_weights,
-                                read_vocabulary)
+from .ov_cls_inferencer import (VocabType, list_images, load_model_weights,
+                                read_image, read_vocabulary)
 
 __all__ = ['OpenVocabDetInferencer']
-
-# The classification inferencer's reader: the same clear errors for a
-# missing, unreadable or malformed image.
-read_image = OpenVocabClsInferencer._read
-
 
 def _read_names(names: Optional[VocabType]) -> Optional[List[str]]:
     """``read_vocabulary`` that lets an empty list mean "none"."""
