@@ -4,6 +4,7 @@ per-image inference time.
 
     python bench/bench_vocab_cost.py                    # toy MKT and CPRFL
     python bench/bench_vocab_cost.py --arch ViT-B-16    # MKT at 224 px
+    python bench/bench_vocab_cost.py --arch R-101 --rounds 1  # CPRFL, 448 px
 
 For each model, through :class:`mmovl.apis.OpenVocabClsInferencer` (batch 1,
 one toy-world image):
@@ -20,9 +21,10 @@ It prints the scoring share of the whole inference at 10,000 labels
 (target <= 10 %) and, as a cross-check, the difference of the two whole
 inference times. The toy models use the trained checkpoints under
 ``work_dirs/`` when present (random weights otherwise: the cost does not
-depend on them). ``--arch ViT-B-16`` builds MKT's NUS-WIDE model with random
-CLIP weights and random label embeddings (10,000 prompts through ViT-B/16's
-text tower take too long on a CPU to be part of a benchmark).
+depend on them). ``--arch ViT-B-16`` builds MKT's NUS-WIDE model and
+``--arch R-101`` CPRFL's COCO-LT model, with random weights and random label
+embeddings (10,000 prompts through ViT-B/16's text tower take too long on a
+CPU to be part of a benchmark).
 """
 import argparse
 import os
@@ -161,23 +163,35 @@ def run_toy(args, small):
                 args.repeat, args.rounds)
 
 
-def run_vit_b16(args, small):
+FULL_SIZE = {
+    # --arch: (method, config, input size)
+    'ViT-B-16': ('MKT', 'configs/mkt/mkt_vit_b16_20e_nuswide.py', 224),
+    'R-101': ('CPRFL', 'configs/cprfl/cprfl_r101_80e_coco_lt.py', 448),
+}
+
+
+def run_full_size(args, small):
+    """A paper-size model with random weights: a random CLIP written to a
+    temporary safetensors file, random label embeddings of CLIP's width."""
     import open_clip
     from mmengine.config import Config
     from safetensors.torch import save_file
 
     from mmovl.apis import OpenVocabClsInferencer
 
-    cfg = Config.fromfile('configs/mkt/mkt_vit_b16_20e_nuswide.py')
-    arch = cfg.model.backbone.model_name
+    method, config, size = FULL_SIZE[args.arch]
+    cfg = Config.fromfile(config)
+    clip_name = cfg.model.teacher.model_name
     torch.manual_seed(0)
-    clip = open_clip.create_model(arch)
+    clip = open_clip.create_model(clip_name)
     folder = tempfile.mkdtemp()
     path = osp.join(folder, 'clip.safetensors')
     save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, path)
     dim = clip.text_projection.shape[1]
     del clip
-    cfg.model.backbone.checkpoint = path
+    if 'checkpoint' in cfg.model.backbone:  # MKT: the CLIP ViT itself
+        cfg.model.backbone.checkpoint = path
+    cfg.model.backbone.pop('init_cfg', None)  # CPRFL: no ImageNet weights
     cfg.model.teacher.checkpoint = path
     cfg.model.teacher.cache_dir = None
 
@@ -189,9 +203,9 @@ def run_vit_b16(args, small):
     with mock.patch.object(CLIPTeacher, 'encode_labels', random_embeds):
         inferencer = OpenVocabClsInferencer(cfg, vocabulary=small)
         big = big_vocabulary(small, args.labels)
-        measure(f'MKT: {arch} 224 px (random weights and label embeddings),'
-                ' batch 1', inferencer, toy_image(), small, big,
-                args.repeat, args.rounds, encode=False)
+        measure(f'{method}: {osp.basename(config)} {size} px (random weights'
+                ' and label embeddings), batch 1', inferencer, toy_image(),
+                small, big, args.repeat, args.rounds, encode=False)
     os.remove(path)
 
 
@@ -205,7 +219,9 @@ def main():
     p.add_argument('--threads', type=int, default=1,
                    help='torch threads; on a machine busy with other jobs '
                    'more threads spin-wait and time the load, not the model')
-    p.add_argument('--arch', choices=['toy', 'ViT-B-16'], default='toy')
+    p.add_argument('--arch', choices=['toy', *FULL_SIZE], default='toy',
+                   help='toy: the toy MKT and CPRFL; ViT-B-16: MKT at '
+                   '224 px; R-101: CPRFL at 448 px (both random weights)')
     p.add_argument('--models', nargs='*', choices=list(TOY_MODELS),
                    help='toy models to run (default: all)')
     args = p.parse_args()
@@ -225,7 +241,7 @@ def main():
     if args.arch == 'toy':
         run_toy(args, small)
     else:
-        run_vit_b16(args, small)
+        run_full_size(args, small)
 
 
 if __name__ == '__main__':

@@ -1,4 +1,6 @@
 # Copyright (c) mmovl contributors. All rights reserved.
+import warnings
+
 import open_clip
 import pytest
 import torch
@@ -257,3 +259,18 @@ def test_scores_start_near_zero():
         bound = 1 / last.in_features**0.5
         torch.nn.init.uniform_(last.bias, -bound, bound)
         assert head(feats, labels).abs().mean() > 3.0
+
+
+def test_large_vocabulary_warns_once():
+    head = _head()
+    head.LARGE_VOCABULARY = 5  # the instance's threshold, to keep it tiny
+    feats = torch.randn(1, D0, 2, 2)
+    with torch.no_grad():
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            head(feats, torch.randn(5, M))  # at the threshold: silent
+        with pytest.warns(UserWarning, match='scores 6 labels'):
+            head(feats, torch.randn(6, M))
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            head(feats, torch.randn(7, M))  # once per head

@@ -1,4 +1,5 @@
 # Copyright (c) mmovl contributors. All rights reserved.
+import warnings
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -63,6 +64,13 @@ class CPRFLHead(BaseModule):
             clip 0.05).
         init_cfg (dict, optional): Defaults to None.
 
+    Note:
+        Every label costs a pass of its prompt through the VSI layer per
+        image, and the attention spans all C prompts, so the head's cost
+        grows with C\ :sup:`2`: it is made for closed sets of tens of
+        classes. Scoring more than :attr:`LARGE_VOCABULARY` labels warns once
+        (``bench/bench_vocab_cost.py --arch R-101`` measures it).
+
     Examples:
         >>> import torch
         >>> from mmovl.models.heads import CPRFLHead
@@ -73,6 +81,8 @@ class CPRFLHead(BaseModule):
         >>> head(feats, labels).shape
         torch.Size([2, 5])
     """
+
+    LARGE_VOCABULARY = 1000
 
     def __init__(self,
                  in_channels: int = 2048,
@@ -188,8 +198,21 @@ class CPRFLHead(BaseModule):
             shape (B, C, d).
         """
         batch, num_tokens = tokens.shape[:2]
+        self._warn_large_vocabulary(prompts.shape[0])
         z = torch.cat([tokens, prompts.expand(batch, -1, -1)], dim=1)
         return self.vsi(z)[:, num_tokens:]
+
+    def _warn_large_vocabulary(self, num_labels: int) -> None:
+        if (num_labels > self.LARGE_VOCABULARY
+                and not getattr(self, '_warned_large', False)):
+            self._warned_large = True
+            warnings.warn(
+                f'CPRFLHead scores {num_labels} labels: its VSI layer runs '
+                'every prompt through a transformer layer per image, with '
+                'attention over all prompts, so time and memory grow with '
+                f'the square of the vocabulary (above '
+                f'{self.LARGE_VOCABULARY} labels this can exceed the '
+                'backbone many times over).', stacklevel=3)
 
     def forward(self, feats, label_embeds: torch.Tensor) -> torch.Tensor:
         """Score the images against the labels.

@@ -8,7 +8,7 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from .utils import multi_hot_targets
+from .utils import multi_hot_targets, topk_mean
 
 # (cls_token (B, W), patch_tokens (B, N, W)): a CLIP ViT after ln_post.
 Feats = Tuple[torch.Tensor, torch.Tensor]
@@ -221,8 +221,7 @@ class TwoStreamHead(BaseModule):
             scores.append(e_cls @ label_embeds.t())
         if self.streams in ('both', 'local'):
             sims = e_patch @ label_embeds.t()  # (B, N, C)
-            k = min(self.topk, sims.shape[1])
-            scores.append(sims.topk(k, dim=1).values.mean(dim=1))
+            scores.append(topk_mean(sims, self.topk, dim=1))
         if self.combine == 'normalized_mean':
             scores = [F.normalize(s, dim=-1) for s in scores]
         return sum(scores) / len(scores)

@@ -1,0 +1,61 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+import pytest
+import torch
+
+from mmovl.models.heads.utils import topk_mean
+
+
+def sorted_mean(x, k, dim):
+    """Brute force: sort each slice in plain Python, average the k largest."""
+    moved = x.movedim(dim, -1)
+    flat = moved.reshape(-1, moved.shape[-1]).tolist()
+    k = min(k, moved.shape[-1])
+    out = [sum(sorted(row, reverse=True)[:k]) / k for row in flat]
+    return torch.tensor(out, dtype=x.dtype).reshape(moved.shape[:-1])
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('dim', [0, 1, 2, -1])
+@pytest.mark.parametrize('k', [1, 3, 7, 50])
+def test_matches_brute_force_on_both_paths(dtype, dim, k):
+    gen = torch.Generator().manual_seed(k + 10 * (dim + 1))
+    x = torch.randn(4, 7, 9, generator=gen, dtype=dtype)
+    # ties, which must count as many times as they occur
+    x[0, :3, :3] = 0.5
+    expected = sorted_mean(x, k, dim)
+    with torch.no_grad():
+        fast = topk_mean(x, k, dim)  # NumPy path
+    grad = topk_mean(x.clone().requires_grad_(), k, dim)  # torch.topk path
+    assert grad.requires_grad and not fast.requires_grad
+    assert fast.dtype == dtype and fast.shape == expected.shape
+    tol = dict(rtol=1e-6, atol=1e-6) if dtype == torch.float32 else {}
+    torch.testing.assert_close(fast, expected, **tol)
+    torch.testing.assert_close(grad.detach(), expected, **tol)
+
+
+def test_non_contiguous_input_and_gradient():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 6, 8, generator=gen, dtype=torch.float64)
+    view = x.transpose(1, 2)  # (5, 8, 6), strided
+    with torch.no_grad():
+        torch.testing.assert_close(
+            topk_mean(view, 2, 1), sorted_mean(view, 2, 1))
+    leaf = x.clone().requires_grad_()
+    topk_mean(leaf, 2, 1).sum().backward()
+    # each selected entry gets 1 / k, the others nothing
+    assert torch.allclose(leaf.grad.sum(1),
+                          torch.ones(5, 8, dtype=torch.float64))
+    assert ((leaf.grad == 0) | (leaf.grad == 0.5)).all()
+
+
+def test_other_dtypes_use_torch():
+    x = torch.randn(3, 10).to(torch.bfloat16)
+    with torch.no_grad():
+        out = topk_mean(x, 4, 1)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, x.topk(4, dim=1).values.mean(1))
+
+
+def test_invalid_k():
+    with pytest.raises(ValueError, match='k must be >= 1'):
+        topk_mean(torch.randn(2, 3), 0, 1)
