@@ -12,6 +12,8 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from mmcv.transforms import LoadImageFromFile
+from mmdet.datasets.transforms import LoadAnnotations
 from mmdet.registry import DATASETS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
@@ -385,6 +387,7 @@ def test_load_and_pack_give_the_stored_tensors(tmp_path):
         assert props.embeds.shape == (len(boxes), 3)
         assert torch.equal(props.bboxes, torch.from_numpy(boxes))
         assert torch.equal(props.embeds, torch.from_numpy(embeds))
+        assert props.metainfo['frame'] == 'original'  # nothing recorded
     # Without the loader, PackViLDInputs packs like PackDetInputs.
     plain = pack(dict(img=np.zeros((4, 4, 3), np.uint8), img_id=7))
     assert 'clip_proposals' not in plain['data_samples']
@@ -402,28 +405,150 @@ def test_float16_store_reads_back_as_float32(tmp_path):
     np.testing.assert_array_equal(out['clip_proposals'], STORE_IMAGES[7][0])
 
 
-def test_geometric_transforms_leave_proposals_in_original_pixels(
-        tmp_path, tiny_world):
+def test_toy_pipeline_maps_proposals_like_the_metainfo(tmp_path, tiny_world):
+    """Resize + flip: the homography mapping equals the scale-then-flip of
+    ``map_boxes_to_input`` (the RoI head's own fallback)."""
+    from mmovl.models import map_boxes_to_input
     with open(osp.join(tiny_world, 'annotations',
                        'instances_train.json')) as f:
         ids = [im['id'] for im in json.load(f)['images']]
     rng = np.random.default_rng(0)
-    images = {i: (rng.uniform(0, 60, (2, 4)).astype(np.float32),
-                  rng.normal(size=(2, 5)).astype(np.float32)) for i in ids}
+
+    def boxes():
+        xy = rng.uniform(0, 40, (2, 2))
+        return np.concatenate([xy, xy + rng.uniform(1, 24, (2, 2))],
+                              1).astype(np.float32)
+
+    images = {i: (boxes(), rng.normal(size=(2, 5)).astype(np.float32))
+              for i in ids}
     _make_store(str(tmp_path / 'store'), images, dim=5, shard_size=16)
     cfg = _toy_cfg()
     pipeline = copy.deepcopy(cfg.train_pipeline)
     pipeline[2]['store_dir'] = str(tmp_path / 'store')
     ds = _build(cfg.train_dataloader.dataset, tiny_world, pipeline=pipeline)
-    out = ds[0]
+    flips = set()
+    for idx in range(6):
+        sample = ds[idx]['data_samples']
+        assert sample.scale_factor == (2.0, 2.0)  # upscaled from 64
+        flips.add(sample.flip)
+        original, embeds = images[sample.img_id]
+        props = sample.clip_proposals
+        assert props.metainfo['frame'] == 'input'
+        torch.testing.assert_close(
+            props.bboxes,
+            map_boxes_to_input(torch.from_numpy(original), sample.metainfo))
+        assert torch.equal(props.embeds, torch.from_numpy(embeds))
+        assert set(sample.gt_instances.labels.tolist()) <= set(range(24))
+    assert flips == {True, False}  # both paths seen
+
+
+@pytest.mark.parametrize('seed', range(8))
+def test_scale_jitter_and_crop_map_proposals_like_gt_boxes(seed):
+    """mmdet's RandomResize + RandomCrop + RandomFlip + Pad move gt boxes
+    with their own box code; proposals packed with the recorded homography
+    (min_visible=0) must land on the same boxes, and the ones the crop cuts
+    away must go with their embeddings."""
+    from mmcv.transforms import Compose, RandomResize
+    from mmdet.datasets.transforms import Pad, RandomCrop, RandomFlip, Resize
+    from mmdet.structures.bbox import HorizontalBoxes
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, [45, 35], (12, 2))
+    boxes = np.concatenate([xy, np.minimum(xy + rng.uniform(1, 20, (12, 2)),
+                                           [50, 40])], 1).astype(np.float32)
+    embeds = np.arange(12, dtype=np.float32)[:, None].repeat(3, 1)
+    pipeline = Compose([
+        dict(type=RandomResize, scale=(50, 40), ratio_range=(0.5, 2.0),
+             keep_ratio=True, resize_type=Resize),
+        dict(type=RandomCrop, crop_type='absolute', crop_size=(30, 30),
+             allow_negative_crop=True),
+        dict(type=RandomFlip, prob=0.5, direction=['horizontal', 'vertical']),
+        dict(type=Pad, size=(30, 30)),
+        dict(type=PackViLDInputs, min_visible=0.0),
+    ])
+    np.random.seed(seed)  # the random transforms draw from numpy
+    out = pipeline(
+        dict(img=np.zeros((40, 50, 3), np.uint8), img_id=1,
+             img_shape=(40, 50), ori_shape=(40, 50),
+             gt_bboxes=HorizontalBoxes(boxes.copy()),
+             gt_bboxes_labels=np.arange(12), gt_ignore_flags=np.zeros(12, bool),
+             clip_proposals=boxes, clip_embeds=embeds))
     sample = out['data_samples']
-    assert out['inputs'].shape[-2:] == (128, 128)  # upscaled from 64
-    assert sample.scale_factor == (2.0, 2.0)
-    boxes, embeds = images[sample.img_id]
-    assert torch.equal(sample.clip_proposals.bboxes, torch.from_numpy(boxes))
-    assert torch.equal(sample.clip_proposals.embeds,
-                       torch.from_numpy(embeds))
-    assert set(sample.gt_instances.labels.tolist()) <= set(range(24))
+    gt, props = sample.gt_instances, sample.clip_proposals
+    assert props.metainfo['frame'] == 'input'
+    assert props.embeds[:, 0].long().tolist() == gt.labels.tolist()
+    torch.testing.assert_close(props.bboxes, gt.bboxes.tensor,
+                               rtol=0, atol=1e-4)
+
+
+def test_lvis_jitter_pipeline_keeps_proposals_with_their_boxes():
+    """The LVIS base's steps after loading (large-scale jitter with masks)
+    run on a sample with proposals; every proposal that stays lies inside
+    the crop, and a proposal equal to a gt box lands where the gt box does
+    (mmdet's own box code)."""
+    from mmcv.transforms import Compose
+    from mmdet.structures.bbox import HorizontalBoxes
+    from mmdet.structures.mask import BitmapMasks
+    cfg = Config.fromfile(osp.join(DATASET_CFGS, 'lvis_v1_ov.py'))
+    steps = [t for t in cfg.train_pipeline
+             if t['type'] not in (LoadImageFromFile, LoadAnnotations,
+                                  LoadCLIPProposalEmbeds)]
+    assert steps[-1]['type'] is PackViLDInputs
+    init_default_scope('mmdet')
+    pipeline = Compose(copy.deepcopy(steps))
+    gt = np.array([[100, 50, 300, 200]], np.float32)
+    masks = np.zeros((1, 400, 600), np.uint8)
+    masks[0, 50:200, 100:300] = 1
+    proposals = np.concatenate([gt, [[0, 0, 600, 400], [500, 300, 590,
+                                                         390]]]).astype(
+                                                             np.float32)
+    embeds = np.eye(3, dtype=np.float32)
+    seen = 0
+    for seed in range(6):
+        np.random.seed(seed)
+        out = pipeline(
+            dict(img=np.zeros((400, 600, 3), np.uint8), img_id=5,
+                 img_shape=(400, 600), ori_shape=(400, 600),
+                 gt_bboxes=HorizontalBoxes(gt.copy()),
+                 gt_bboxes_labels=np.array([0]),
+                 gt_ignore_flags=np.zeros(1, bool),
+                 gt_masks=BitmapMasks(masks.copy(), 400, 600),
+                 clip_proposals=proposals, clip_embeds=embeds))
+        sample = out['data_samples']
+        props = sample.clip_proposals
+        h, w = sample.img_shape
+        assert out['inputs'].shape[-2:] == (h, w)
+        assert h <= 1024 and w <= 1024
+        b = props.bboxes
+        assert ((b[:, 0] >= 0) & (b[:, 1] >= 0) & (b[:, 2] <= w)
+                & (b[:, 3] <= h)).all()
+        first = props.embeds[:, 0] == 1  # the proposal equal to the gt box
+        if first.any() and len(sample.gt_instances):
+            # recompute_bbox=True: the crop redraws gt boxes around the
+            # resized masks' whole pixels
+            torch.testing.assert_close(b[first],
+                                       sample.gt_instances.bboxes.tensor,
+                                       rtol=0, atol=1.0)
+            seen += 1
+    assert seen > 0
+
+
+def test_min_visible_drops_mostly_cropped_proposals():
+    pack = PackViLDInputs(min_visible=0.5)
+    boxes = np.array([[0, 0, 10, 10], [15, 0, 25, 10], [18, 0, 28, 10]],
+                     np.float32)
+    shift = np.array([[1, 0, -10], [0, 1, 0], [0, 0, 1]], np.float32)
+    mapped, keep = pack.map_proposals(boxes, shift, (10, 10))
+    # shifted left by 10 into a 10 x 10 image: the first box leaves it, the
+    # second keeps 5 of its 10 columns (exactly half), the third 2 of 10
+    assert keep.tolist() == [False, True, False]
+    np.testing.assert_allclose(mapped[1], [5, 0, 10, 10])
+    with pytest.raises(ValueError, match='min_visible'):
+        PackViLDInputs(min_visible=1.5)
+    with pytest.raises(ValueError, match='x2 >= x1'):
+        pack(dict(img=np.zeros((10, 10, 3), np.uint8), img_id=4,
+                  img_shape=(10, 10), homography_matrix=np.eye(3),
+                  clip_proposals=np.array([[5, 0, 1, 3]], np.float32),
+                  clip_embeds=np.ones((1, 2), np.float32)))
 
 
 def test_store_errors_name_the_file(tmp_path):

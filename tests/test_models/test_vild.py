@@ -441,3 +441,28 @@ def test_det_vocabulary_hook_passes_novel_classes():
     assert HOOKS.get('VocabularyHook') is DetVocabularyHook
     with pytest.raises(ValueError, match='no classes'):
         hook._set(runner, loader(novel_classes=novel))
+
+
+def test_roi_head_uses_input_frame_proposals_as_they_are(random_toy_teacher):
+    model = _toy_model(random_toy_teacher)
+    model.set_vocabulary(NAMES)
+    model.train()
+    data = _batch(model, True)
+    samples = data['data_samples']
+    boxes = torch.tensor([[4., 6., 20., 30.]])
+    embeds = _unit(1, 64)
+    for s in samples:
+        # already mapped by PackViLDInputs: the metainfo must not move them
+        s.clip_proposals = InstanceData(
+            metainfo=dict(frame='input'), bboxes=boxes, embeds=embeds)
+        s.set_metainfo(dict(scale_factor=(2.0, 0.5), flip=True,
+                            flip_direction='horizontal'))
+    x = model.extract_feat(data['inputs'])
+    roi_head = model.roi_head
+    got = roi_head.image_distill_loss(x, samples)['loss_image']
+    rois = torch.cat([torch.cat([torch.full((1, 1), float(i)), boxes], 1)
+                      for i in range(len(samples))])
+    region = roi_head.bbox_head.image_embeds(
+        roi_head.bbox_roi_extractor(x[:4], rois))
+    expected = 0.5 * (region - embeds).abs().sum(dim=1).mean()
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -3,8 +3,8 @@
 # trained on the 866 base (frequent + common) categories, evaluated on all
 # 1203 (APr, on the 337 rare ones, is the headline). Mask R-CNN R-50 FPN,
 # the authors' 180k-iteration schedule at batch 256 (32 GPUs x 8 images);
-# the data base decides the pipeline (the authors: 1024x1024, scale jitter
-# 0.1-2.0, flips) and must load the precomputed CLIP proposals.
+# the data base has the authors' large-scale jitter (1024 x 1024 crops,
+# scale 0.1-2.0, flips) and loads the precomputed CLIP proposals.
 from mmengine.config import read_base
 
 with read_base():

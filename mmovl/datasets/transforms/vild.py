@@ -20,9 +20,10 @@ class LoadCLIPProposalEmbeds(BaseTransform):
     (safetensors shards, opened lazily on first use in each worker) and sets
 
     - ``clip_proposals``: (M, 4) float32 xyxy boxes in **original-image**
-      pixels. Geometric transforms do not touch them: the model maps them to
-      its input with the ``scale_factor`` / ``flip`` metainfo, so only
-      transforms recorded there (``Resize``, ``RandomFlip``) may follow.
+      pixels. Geometric transforms do not touch them; :class:`PackViLDInputs`
+      maps them with the ``homography_matrix`` that mmdet's geometric
+      transforms record (``Resize``, ``RandomResize``, ``RandomFlip``,
+      ``RandomCrop``, ...), so scale jitter with crops works.
     - ``clip_embeds``: (M, D) float32 L2-normalised embeddings.
 
     Required keys: ``img_id``. Added keys: ``clip_proposals``,
@@ -83,11 +84,25 @@ class PackViLDInputs(PackDetInputs):
 
     When ``clip_proposals`` and ``clip_embeds`` are in the results (see
     :class:`LoadCLIPProposalEmbeds`), the data sample gets
-    ``clip_proposals = InstanceData(bboxes=(M, 4), embeds=(M, D))`` float32
+    ``clip_proposals = InstanceData(bboxes=(M', 4), embeds=(M', D))`` float32
     tensors; without them it packs exactly as ``PackDetInputs`` (text-only
     ViLD).
 
+    The proposals come in original-image pixels. If the pipeline recorded a
+    ``homography_matrix`` (mmdet's geometric transforms do), they are mapped
+    into the network input with it here: corners through the matrix, the
+    enclosing box, clipped to ``img_shape``. A proposal keeps its (whole
+    crop's) embedding only if at least ``min_visible`` of its mapped area is
+    left after clipping, so crops drop the proposals they cut away (M' <= M).
+    The packed ``clip_proposals`` then carry ``metainfo['frame'] ==
+    'input'``. Without a recorded matrix they stay in original pixels
+    (``frame == 'original'``) and :class:`~mmovl.models.ViLDRoIHead` maps
+    them with the ``scale_factor`` / ``flip`` metainfo.
+
     Args:
+        min_visible (float): Fraction of a mapped proposal's area that must
+            stay inside the image, in [0, 1]; 0 keeps every proposal with a
+            non-empty clipped box. Defaults to 0.5.
         meta_keys (Sequence[str]): As in ``PackDetInputs``. Defaults to
             ``('img_id', 'img_path', 'ori_shape', 'img_shape',
             'scale_factor', 'flip', 'flip_direction')``.
@@ -101,6 +116,47 @@ class PackViLDInputs(PackDetInputs):
         >>> out['data_samples'].clip_proposals.embeds.shape
         torch.Size([2, 3])
     """
+
+    def __init__(self, min_visible: float = 0.5, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0 <= min_visible <= 1:
+            raise ValueError(
+                f'min_visible must be in [0, 1], got {min_visible}.')
+        self.min_visible = min_visible
+
+    def map_proposals(self, boxes: np.ndarray, homography: np.ndarray,
+                      img_shape) -> np.ndarray:
+        """Boxes through a 3 x 3 homography, clipped to ``img_shape``.
+
+        Args:
+            boxes (np.ndarray): (M, 4) xyxy boxes, original pixels.
+            homography (np.ndarray): (3, 3) matrix, original -> input.
+            img_shape (tuple): (h, w) of the input.
+
+        Returns:
+            tuple: The (M, 4) mapped, clipped boxes and the (M, ) boolean
+            mask of those that stay (see ``min_visible``).
+        """
+        x1, y1, x2, y2 = boxes.T.astype(np.float64)
+        corners = np.stack([
+            np.stack([x1, x2, x1, x2]),
+            np.stack([y1, y1, y2, y2]),
+            np.ones((4, len(boxes)))
+        ])  # (3, 4, M)
+        mapped = np.einsum('ij,jkm->ikm', np.asarray(homography, np.float64),
+                           corners)
+        xs, ys = mapped[0] / mapped[2], mapped[1] / mapped[2]
+        full = np.stack([xs.min(0), ys.min(0), xs.max(0), ys.max(0)], 1)
+        h, w = img_shape[:2]
+        clipped = full.clip(0, [w, h, w, h])
+
+        def area(b):
+            return (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+
+        keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] >
+                                                   clipped[:, 1])
+        keep &= area(clipped) >= self.min_visible * area(full)
+        return clipped.astype(np.float32), keep
 
     def transform(self, results: dict) -> dict:
         packed = super().transform(results)
@@ -119,7 +175,25 @@ class PackViLDInputs(PackDetInputs):
                     f'Image {results.get("img_id")}: clip_proposals '
                     f'{boxes.shape} and clip_embeds {embeds.shape} must be '
                     '(M, 4) and (M, D).')
+            frame = 'original'
+            homography = results.get('homography_matrix')
+            if homography is not None:
+                bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+                if bad.any():
+                    raise ValueError(
+                        f'Image {results.get("img_id")}: clip_proposals must '
+                        'be xyxy boxes with x2 >= x1 and y2 >= y1; got '
+                        f'{boxes[bad][:3].tolist()}.')
+                boxes, keep = self.map_proposals(boxes, homography,
+                                                 results['img_shape'])
+                boxes, embeds = boxes[keep], embeds[keep]
+                frame = 'input'
             packed['data_samples'].clip_proposals = InstanceData(
+                metainfo=dict(frame=frame),
                 bboxes=torch.tensor(boxes),
                 embeds=torch.tensor(embeds))
         return packed
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(min_visible={self.min_visible}, '
+                f'meta_keys={self.meta_keys})')

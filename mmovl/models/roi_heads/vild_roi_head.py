@@ -64,7 +64,10 @@ class ViLDRoIHead(StandardRoIHead):
     mmdet's standard RoI head with a :class:`ViLDBBoxHead`; it adds the
     ViLD-image loss on the precomputed CLIP proposals each training sample
     carries as ``data_sample.clip_proposals`` (an ``InstanceData`` with
-    ``bboxes`` (M, 4) xyxy in original-image pixels and ``embeds`` (M, D)).
+    ``bboxes`` (M, 4) xyxy and ``embeds`` (M, D)). Boxes whose metainfo
+    ``frame`` is ``'input'`` are used as they are (``PackViLDInputs`` mapped
+    them with the pipeline's homography); others are in original-image
+    pixels and are mapped with :func:`map_boxes_to_input`.
     Samples without the field, or with M = 0, add no proposals; when no
     sample of the batch has the field (or the box head has no image
     branch) there is no image loss (ViLD-text). Everything else, inference
@@ -116,7 +119,12 @@ class ViLDRoIHead(StandardRoIHead):
             if proposals is None or len(proposals) == 0:
                 boxes.append(x[0].new_zeros(0, 4))
                 continue
-            bboxes = map_boxes_to_input(proposals.bboxes, sample.metainfo)
+            if proposals.metainfo.get('frame') == 'input':
+                # mapped by PackViLDInputs with the pipeline's homography
+                bboxes = torch.as_tensor(proposals.bboxes).float()
+            else:
+                bboxes = map_boxes_to_input(proposals.bboxes,
+                                            sample.metainfo)
             boxes.append(bboxes.to(device))
             embeds.append(torch.as_tensor(proposals.embeds))
         rois = bbox2roi(boxes)

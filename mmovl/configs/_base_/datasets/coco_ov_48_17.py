@@ -33,8 +33,9 @@ test_metainfo = dict(
     classes=COCO_OV_CLASSES, base_classes=COCO_OV_BASE_CLASSES,
     novel_classes=COCO_OV_NOVEL_CLASSES)
 
-# Resize and flip only: the stored proposals are mapped to the network
-# input by scale_factor / flip, which a crop would not record.
+# mmdet's single-scale COCO recipe. The stored proposals follow any of
+# mmdet's geometric transforms (PackViLDInputs maps them with the recorded
+# homography), so the LVIS base's large-scale jitter also fits here.
 train_pipeline = [
     dict(type=LoadImageFromFile, backend_args=backend_args),
     dict(type=LoadAnnotations, with_bbox=True, with_mask=True),

@@ -6,9 +6,9 @@
 # LVISMetric, whose APr is the benchmark's headline. Needs `pip install lvis`.
 # ViLD trains Mask R-CNN, hence the masks and the segm metric; a box-only
 # model sets val_evaluator.metric = ['bbox'].
-from mmcv.transforms import LoadImageFromFile, RandomChoiceResize
-from mmdet.datasets import AspectRatioBatchSampler
-from mmdet.datasets.transforms import (LoadAnnotations, PackDetInputs,
+from mmcv.transforms import LoadImageFromFile, RandomResize
+from mmdet.datasets.transforms import (FilterAnnotations, LoadAnnotations,
+                                       PackDetInputs, RandomCrop,
                                        RandomFlip, Resize)
 from mmdet.evaluation import LVISMetric
 from mmengine.dataset import ClassBalancedDataset, DefaultSampler
@@ -24,18 +24,27 @@ batch_size = 2
 num_workers = 2
 backend_args = None
 
-# Multi-scale resize and flip only (mmdet's LVIS recipe): the stored
-# proposals are mapped to the network input by scale_factor / flip, which a
-# crop (large-scale jitter) would not record.
-train_scales = [(1333, 640), (1333, 672), (1333, 704), (1333, 736),
-                (1333, 768), (1333, 800)]
+# The authors' recipe: large-scale jitter. Each image is resized to a
+# random 0.1x-2.0x of 1024 (long side), a 1024 x 1024 window is cropped (or
+# less, from small images) and flipped half the time; the data preprocessor
+# pads each batch.
+# mmdet's geometric transforms record a homography, with which
+# PackViLDInputs maps the stored proposals into the crop and drops those cut
+# to less than half.
+image_size = (1024, 1024)
+jitter_steps = [
+    dict(type=RandomResize, scale=image_size, ratio_range=(0.1, 2.0),
+         keep_ratio=True, resize_type=Resize),
+    dict(type=RandomCrop, crop_type='absolute_range', crop_size=image_size,
+         recompute_bbox=True, allow_negative_crop=True),
+    dict(type=FilterAnnotations, min_gt_bbox_wh=(1e-2, 1e-2)),
+    dict(type=RandomFlip, prob=0.5),
+]
 train_pipeline = [
     dict(type=LoadImageFromFile, backend_args=backend_args),
     dict(type=LoadAnnotations, with_bbox=True, with_mask=True),
     dict(type=LoadCLIPProposalEmbeds, store_dir=clip_embeds_dir),
-    dict(type=RandomChoiceResize, scales=train_scales, keep_ratio=True,
-         resize_type=Resize),
-    dict(type=RandomFlip, prob=0.5),
+    *jitter_steps,
     dict(type=PackViLDInputs),
 ]
 # ViLD-text in one line of a child config:
@@ -43,9 +52,7 @@ train_pipeline = [
 train_pipeline_text_only = [
     dict(type=LoadImageFromFile, backend_args=backend_args),
     dict(type=LoadAnnotations, with_bbox=True, with_mask=True),
-    dict(type=RandomChoiceResize, scales=train_scales, keep_ratio=True,
-         resize_type=Resize),
-    dict(type=RandomFlip, prob=0.5),
+    *jitter_steps,
     dict(type=PackViLDInputs),
 ]
 test_pipeline = [
@@ -63,7 +70,6 @@ train_dataloader = dict(
     num_workers=num_workers,
     persistent_workers=True,
     sampler=dict(type=DefaultSampler, shuffle=True),
-    batch_sampler=dict(type=AspectRatioBatchSampler),
     dataset=dict(
         # Repeat-factor sampling, as mmdet's LVIS configs.
         type=ClassBalancedDataset,
