@@ -1,5 +1,6 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 """ViLD: box head, RoI head, image loss, detector, vocabulary hook."""
+import contextlib
 import math
 import os.path as osp
 from types import SimpleNamespace
@@ -321,14 +322,43 @@ def test_toy_model_with_class_agnostic_mask_head(random_toy_teacher):
         res[0].pred_instances)
 
 
+@contextlib.contextmanager
+def patch_print_log():
+    from mmovl.models.roi_heads import vild_roi_head
+    logged = []
+    real = vild_roi_head.print_log
+
+    def spy(msg, *args, **kwargs):
+        logged.append(msg)
+        return real(msg, *args, **kwargs)
+
+    vild_roi_head.print_log = spy
+    try:
+        yield logged
+    finally:
+        vild_roi_head.print_log = real
+
+
 def test_image_loss_without_proposals(random_toy_teacher):
     model = _toy_model(random_toy_teacher)
     model.set_vocabulary(NAMES)
     model.train()
-    # text-only ViLD: no sample carries the field
+    # no sample carries the field: a 0 that still reaches the image branch
+    # (DDP without find_unused_parameters needs a gradient for every
+    # parameter), and a warning
     data = _batch(model, True, with_proposals=False)
-    assert 'loss_image' not in model.loss(data['inputs'],
-                                          data['data_samples'])
+    with patch_print_log() as logged:
+        losses = model.loss(data['inputs'], data['data_samples'])
+        model.loss(data['inputs'], data['data_samples'])
+    assert [m for m in logged if 'no sample' in m] and len(
+        [m for m in logged if 'no sample' in m]) == 1  # once
+    assert losses['loss_image'].item() == 0
+    model.zero_grad(set_to_none=True)
+    model.parse_losses(losses)[0].backward()
+    branch = model.roi_head.bbox_head.image_proj
+    assert all(p.grad is not None for p in branch.parameters())
+    assert all(p.grad is not None for p in model.parameters()
+               if p.requires_grad)
     # the field with M = 0 on one image, absent on the other: zero
     data['data_samples'][0].clip_proposals = InstanceData(
         bboxes=torch.zeros(0, 4), embeds=torch.zeros(0, 64))

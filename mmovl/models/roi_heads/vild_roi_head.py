@@ -1,4 +1,5 @@
 # Copyright (c) mmovl contributors. All rights reserved.
+import logging
 from typing import List, Tuple
 
 import torch
@@ -7,6 +8,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox2roi, bbox_flip, scale_boxes
 from mmdet.utils import InstanceList
+from mmengine.logging import print_log
 from torch import Tensor
 
 FLIP_DIRECTIONS = ('horizontal', 'vertical', 'diagonal')
@@ -68,10 +70,12 @@ class ViLDRoIHead(StandardRoIHead):
     ``frame`` is ``'input'`` are used as they are (``PackViLDInputs`` mapped
     them with the pipeline's homography); others are in original-image
     pixels and are mapped with :func:`map_boxes_to_input`.
-    Samples without the field, or with M = 0, add no proposals; when no
-    sample of the batch has the field (or the box head has no image
-    branch) there is no image loss (ViLD-text). Everything else, inference
-    included, is the standard head's.
+    Samples without the field, or with M = 0, add no proposals; a batch
+    without any gives ``loss_image = 0`` (still connected to the image
+    branch, so DDP needs no ``find_unused_parameters``) and a one-time
+    warning. A box head without an image branch has no image loss
+    (ViLD-text). Everything else, inference included, is the standard
+    head's.
 
     Args:
         **kwargs: The arguments of mmdet's ``StandardRoIHead``.
@@ -107,11 +111,22 @@ class ViLDRoIHead(StandardRoIHead):
             batch_data_samples (list[DetDataSample]): The batch's samples.
 
         Returns:
-            dict[str, Tensor]: ``loss_image``, or nothing when no sample has
-            ``clip_proposals``.
+            dict[str, Tensor]: ``loss_image`` (0 when no sample has
+            ``clip_proposals``).
         """
-        if not any('clip_proposals' in s for s in batch_data_samples):
-            return dict()
+        if not any('clip_proposals' in s for s in batch_data_samples) and \
+                not getattr(self, '_warned_no_proposals', False):
+            self._warned_no_proposals = True
+            print_log(
+                'ViLD: no sample of this batch carries clip_proposals, so '
+                'loss_image is 0 (add LoadCLIPProposalEmbeds to the '
+                'pipeline, or use a head with image_branch=None for '
+                'ViLD-text). Warned once.',
+                logger='current',
+                level=logging.WARNING)
+        # Samples without proposals add none; with none at all the loss is
+        # a 0 that still reaches the image branch, so that DDP finds every
+        # parameter used.
         device = x[0].device
         boxes, embeds = [], []
         for sample in batch_data_samples:
