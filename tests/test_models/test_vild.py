@@ -367,7 +367,11 @@ def test_image_loss_without_proposals(random_toy_teacher):
     model.parse_losses(losses)[0].backward()
 
 
-def test_roi_head_image_loss_uses_mapped_boxes(random_toy_teacher):
+@pytest.mark.parametrize('frame', [None, 'original', 'input'])
+def test_roi_head_image_loss_boxes(random_toy_teacher, frame):
+    """Proposals in original pixels (no frame, or 'original') are mapped
+    with the sample's metainfo; those PackViLDInputs already mapped
+    ('input') are used as they are."""
     model = _toy_model(random_toy_teacher)
     model.set_vocabulary(NAMES)
     model.train()
@@ -375,8 +379,10 @@ def test_roi_head_image_loss_uses_mapped_boxes(random_toy_teacher):
     samples = data['data_samples']
     boxes = torch.tensor([[4., 6., 20., 30.]])
     embeds = _unit(1, 64)
+    meta = {} if frame is None else dict(frame=frame)
     for s in samples:
-        s.clip_proposals = InstanceData(bboxes=boxes, embeds=embeds)
+        s.clip_proposals = InstanceData(
+            metainfo=meta, bboxes=boxes, embeds=embeds)
     samples[1].set_metainfo(
         dict(scale_factor=(2.0, 0.5), flip=True,
              flip_direction='horizontal'))
@@ -385,9 +391,10 @@ def test_roi_head_image_loss_uses_mapped_boxes(random_toy_teacher):
     got = roi_head.image_distill_loss(x, samples)['loss_image']
     # independently: the boxes in the input frame, by hand
     h1, w1 = samples[1].img_shape
-    mapped = [boxes, torch.tensor([[w1 - 40., 3., w1 - 8., 15.]])]
+    second = boxes if frame == 'input' else torch.tensor(
+        [[w1 - 40., 3., w1 - 8., 15.]])
     rois = torch.cat([torch.cat([torch.full((1, 1), float(i)), b], 1)
-                      for i, b in enumerate(mapped)])
+                      for i, b in enumerate([boxes, second])])
     feats = roi_head.bbox_roi_extractor(x[:4], rois)
     region = roi_head.bbox_head.image_embeds(feats)
     expected = 0.5 * (region - embeds).abs().sum(dim=1).mean()
@@ -471,28 +478,3 @@ def test_det_vocabulary_hook_passes_novel_classes():
     assert HOOKS.get('VocabularyHook') is DetVocabularyHook
     with pytest.raises(ValueError, match='no classes'):
         hook._set(runner, loader(novel_classes=novel))
-
-
-def test_roi_head_uses_input_frame_proposals_as_they_are(random_toy_teacher):
-    model = _toy_model(random_toy_teacher)
-    model.set_vocabulary(NAMES)
-    model.train()
-    data = _batch(model, True)
-    samples = data['data_samples']
-    boxes = torch.tensor([[4., 6., 20., 30.]])
-    embeds = _unit(1, 64)
-    for s in samples:
-        # already mapped by PackViLDInputs: the metainfo must not move them
-        s.clip_proposals = InstanceData(
-            metainfo=dict(frame='input'), bboxes=boxes, embeds=embeds)
-        s.set_metainfo(dict(scale_factor=(2.0, 0.5), flip=True,
-                            flip_direction='horizontal'))
-    x = model.extract_feat(data['inputs'])
-    roi_head = model.roi_head
-    got = roi_head.image_distill_loss(x, samples)['loss_image']
-    rois = torch.cat([torch.cat([torch.full((1, 1), float(i)), boxes], 1)
-                      for i in range(len(samples))])
-    region = roi_head.bbox_head.image_embeds(
-        roi_head.bbox_roi_extractor(x[:4], rois))
-    expected = 0.5 * (region - embeds).abs().sum(dim=1).mean()
-    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
