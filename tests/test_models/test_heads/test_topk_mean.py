@@ -1,4 +1,8 @@
 # Copyright (c) mmovl contributors. All rights reserved.
+import multiprocessing
+import os
+import time
+
 import pytest
 import torch
 
@@ -59,3 +63,57 @@ def test_other_dtypes_use_torch():
 def test_invalid_k():
     with pytest.raises(ValueError, match='k must be >= 1'):
         topk_mean(torch.randn(2, 3), 0, 1)
+
+
+@pytest.mark.parametrize('dim', [0, 1, 2])
+def test_parallel_numpy_path_matches_brute_force(dim, monkeypatch):
+    """Split over threads along the longest other dimension (here made to
+    happen on tiny inputs), the result is the same."""
+    from mmovl.models.heads import utils
+    monkeypatch.setattr(utils, '_PARALLEL_MIN_NUMEL', 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        gen = torch.Generator().manual_seed(dim)
+        for shape in [(4, 7, 9), (9, 5, 2), (2, 3, 11)]:
+            x = torch.randn(*shape, generator=gen, dtype=torch.float64)
+            with torch.no_grad():
+                got = topk_mean(x, 2, dim)
+            torch.testing.assert_close(got, sorted_mean(x, 2, dim))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _topk_in_child(queue):
+    with torch.no_grad():
+        queue.put(topk_mean(torch.arange(6.).reshape(2, 3), 2, 1).tolist())
+
+
+@pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs fork')
+def test_parallel_path_works_in_a_forked_child(monkeypatch):
+    """A child forked after the parent used the thread pool has the pool
+    object but not its threads; it must make its own instead of hanging."""
+    from mmovl.models.heads import utils
+    monkeypatch.setattr(utils, '_PARALLEL_MIN_NUMEL', 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            # pieces slow enough that the pool starts both its threads
+            topk_mean(torch.randn(4, 200_000), 2, 1)
+        # and lets them go idle, as they are long before a loader forks
+        time.sleep(0.5)
+        ctx = multiprocessing.get_context('fork')
+        queue = ctx.Queue()
+        child = ctx.Process(target=_topk_in_child, args=(queue, ))
+        child.start()
+        try:
+            got = queue.get(timeout=60)
+        finally:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+        # rows [0, 1, 2] and [3, 4, 5]: the mean of the top 2
+        assert got == [1.5, 4.5]
+    finally:
+        torch.set_num_threads(threads)
