@@ -1,7 +1,6 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 """Encode a data set's images with a CLIP teacher, and cache the result."""
 import json
-import os
 import os.path as osp
 from typing import Dict, List, Sequence, Tuple
 
@@ -12,6 +11,8 @@ from mmengine.utils import ProgressBar
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
+
+from mmovl.utils.fileio import atomic_write
 
 
 @torch.no_grad()
@@ -72,12 +73,11 @@ def save_teacher_embeds(path: str, keys: Sequence[str],
     """
     if len(keys) != len(embeds) or len(set(keys)) != len(keys):
         raise ValueError('keys must be unique, one per embedding row')
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
     meta = {'keys': json.dumps(list(keys))}
     meta.update({k: str(v) for k, v in info.items()})
-    save_file({'embeds': embeds.contiguous().float()}, tmp, metadata=meta)
-    os.replace(tmp, path)
+    atomic_write(
+        path, lambda tmp: save_file({'embeds': embeds.contiguous().float()},
+                                    tmp, metadata=meta))
 
 
 def load_teacher_embeds(path: str) -> Tuple[Dict[str, int], torch.Tensor]:

@@ -9,7 +9,7 @@ from collections import defaultdict
 from typing import Callable, Dict, List, Tuple
 
 from mmovl.evaluation.metrics.zsl_multi_label import HEAD_THR, TAIL_THR
-from .nus_wide import _atomic_write
+from mmovl.utils.fileio import atomic_write_text
 
 
 def read_id_list(path: str, parse: Callable) -> List[Tuple[int, object]]:
@@ -96,7 +96,5 @@ def long_tail_summary(coco: dict) -> str:
 
 
 def write_json_atomic(path: str, obj: dict) -> None:
-    """Write compact JSON through a temporary file in the target folder and
-    rename it, so that readers never see a partial file."""
-    data = json.dumps(obj, separators=(',', ':')).encode('utf-8')
-    _atomic_write(path, lambda f: f.write(data))
+    """Write compact JSON atomically (:func:`mmovl.utils.atomic_write`)."""
+    atomic_write_text(path, json.dumps(obj, separators=(',', ':')))

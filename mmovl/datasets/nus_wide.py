@@ -23,10 +23,8 @@ The compact annotation (``.npz``, written by
   ``unseen_mids`` for Open Images).
 """
 import gc
-import os
 import os.path as osp
 import re
-import uuid
 from contextlib import contextmanager
 from itertools import islice
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -35,6 +33,8 @@ import numpy as np
 from mmengine.logging import MMLogger
 from mmpretrain.datasets import MultiLabelDataset
 from mmpretrain.registry import DATASETS
+
+from mmovl.utils.fileio import atomic_write, atomic_write_text
 
 from .coco_multi_label import LABEL_SPLITS
 
@@ -95,26 +95,6 @@ def check_annotation(ann: Dict[str, np.ndarray], source: str = '') -> None:
         _check_csr(ann, 'neg', num_images, num_classes, source)
 
 
-def _atomic_write(path: str, write: Callable) -> None:
-    """Write (binary) through a temporary file in the target folder, then
-    rename, so that readers never see a partial file."""
-    folder, name = osp.split(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # open(..., 'x') rather than mkstemp: the file gets the umask's
-    # permissions, as any output would, not 0600.
-    tmp = osp.join(folder, f'.{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp')
-    try:
-        with open(tmp, 'xb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_annotation(path: str, ann: Dict[str, np.ndarray],
                     dataset: str) -> None:
     """Write a compact annotation atomically (compressed ``.npz``).
@@ -134,7 +114,12 @@ def save_annotation(path: str, ann: Dict[str, np.ndarray],
         if value.dtype == object:
             raise TypeError(f'{key} is an object array; it would need pickle')
         arrays[key] = value
-    _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+    def write(tmp):
+        with open(tmp, 'wb') as f:  # a file: savez would append '.npz'
+            np.savez_compressed(f, **arrays)
+
+    atomic_write(path, write)
 
 
 def write_lines_atomic(path: str, lines: Sequence[str]) -> None:
@@ -144,8 +129,7 @@ def write_lines_atomic(path: str, lines: Sequence[str]) -> None:
         path (str): The text file.
         lines (Sequence[str]): The lines, without line endings.
     """
-    data = ''.join(f'{line}\n' for line in lines).encode('utf-8')
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write_text(path, ''.join(f'{line}\n' for line in lines))
 
 
 def load_annotation(path: str, dataset: str) -> Dict[str, np.ndarray]:

@@ -37,6 +37,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mmovl.utils.fileio import atomic_write_text
+
 TOY_WORLD_VERSION = 1
 
 COLORS: Dict[str, Tuple[int, int, int]] = {
@@ -190,17 +192,11 @@ def render_image(rng: np.random.Generator, cfg: ToyWorldConfig,
 
 
 def _write_json_atomic(obj: object, path: str) -> None:
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj))
 
 
 def _write_lines_atomic(lines: Sequence[str], path: str) -> None:
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write('\n'.join(lines) + '\n')
-    os.replace(tmp, path)
+    atomic_write_text(path, '\n'.join(lines) + '\n')
 
 
 def generate_split(root: str,

@@ -2,6 +2,10 @@
 from .checkpoint import mmengine_safe_globals, safe_torch_load
 from .dist import (setup_cpu_distributed, teardown_distributed,
                    write_test_json_on_main_only)
+from .fileio import TMP_PREFIX, atomic_write, atomic_write_text
 
-__all__ = ['mmengine_safe_globals', 'safe_torch_load', 'setup_cpu_distributed',
-           'teardown_distributed', 'write_test_json_on_main_only']
+__all__ = [
+    'TMP_PREFIX', 'atomic_write', 'atomic_write_text', 'mmengine_safe_globals',
+    'safe_torch_load', 'setup_cpu_distributed', 'teardown_distributed',
+    'write_test_json_on_main_only'
+]

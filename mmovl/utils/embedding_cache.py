@@ -15,10 +15,11 @@ import hashlib
 import json
 import os
 import os.path as osp
-import tempfile
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+
+from .fileio import atomic_write
 
 __all__ = [
     'CorruptCacheError', 'EmbeddingCache', 'make_cache_key', 'sha256_file'
@@ -182,25 +183,12 @@ class EmbeddingCache:
         if embeddings.ndim != 2:
             raise ValueError('Expected a 2-D embedding matrix, got shape '
                              f'{tuple(embeddings.shape)}.')
-        os.makedirs(self.cache_dir, exist_ok=True)
         header = dict(metadata or {})
         header.update(key=key, format_version=_FORMAT_VERSION)
-        path = self.path(key)
-        # The temporary file lives in the target folder: os.replace is atomic
-        # only within one file system.
-        fd, tmp_path = tempfile.mkstemp(
-            dir=self.cache_dir, prefix='.tmp-', suffix='.safetensors')
-        os.close(fd)
-        try:
-            save_file({_TENSOR_NAME: embeddings.detach().cpu().contiguous()},
-                      tmp_path,
-                      metadata=header)
-            os.replace(tmp_path, path)
-        except BaseException:
-            if osp.exists(tmp_path):
-                os.remove(tmp_path)
-            raise
-        return path
+        tensors = {_TENSOR_NAME: embeddings.detach().cpu().contiguous()}
+        return atomic_write(
+            self.path(key),
+            lambda tmp: save_file(tensors, tmp, metadata=header))
 
     def remove(self, key: str) -> None:
         """Delete the entry for ``key`` if there is one."""

@@ -27,10 +27,11 @@ import hashlib
 import json
 import os
 import os.path as osp
-import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .fileio import TMP_PREFIX, atomic_write, atomic_write_text
 
 __all__ = [
     'STORE_FORMAT', 'ProposalEmbedStore', 'ProposalEmbedStoreError',
@@ -42,7 +43,6 @@ __all__ = [
 STORE_FORMAT = 'mmovl-clip-proposal-embeds'
 STORE_VERSION = 1
 INDEX_FILE = 'index.json'
-_TMP_PREFIX = '.tmp-'
 
 
 class ProposalEmbedStoreError(ValueError):
@@ -83,22 +83,6 @@ def shard_file_name(index: int, num_shards: int) -> str:
     return f'shard-{index:05d}-of-{num_shards:05d}.safetensors'
 
 
-def _atomic_target(path: str) -> str:
-    """A temporary file beside ``path`` (os.replace is atomic only within a
-    file system)."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_TMP_PREFIX,
-                               suffix='-' + osp.basename(path))
-    os.close(fd)
-    # mkstemp makes the file private (0600); a store is shared data, so give
-    # it the permissions an ordinary new file gets.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return tmp
-
-
 def write_store_index(store_dir: str, index: dict) -> str:
     """Write ``index.json`` of a store atomically.
 
@@ -110,15 +94,8 @@ def write_store_index(store_dir: str, index: dict) -> str:
         str: The path written.
     """
     path = osp.join(store_dir, INDEX_FILE)
-    tmp = _atomic_target(path)
-    try:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(index, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write_text(path, json.dumps(index, indent=1,
+                                              sort_keys=True))
 
 
 def read_store_index(store_dir: str) -> dict:
@@ -215,14 +192,8 @@ def write_shard(path: str,
             -1, dims.pop()))
     metadata = dict(format=STORE_FORMAT, version=str(STORE_VERSION),
                     settings_hash=run_hash, shard_index=str(shard_index))
-    tmp = _atomic_target(path)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(
+        path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def _open_shard(path: str, run_hash: str, shard_index: int):
@@ -443,7 +414,7 @@ def remove_stale_tmp_files(store_dir: str) -> List[str]:
     removed = []
     if osp.isdir(store_dir):
         for name in os.listdir(store_dir):
-            if name.startswith(_TMP_PREFIX):
+            if name.startswith(TMP_PREFIX):
                 path = osp.join(store_dir, name)
                 os.remove(path)
                 removed.append(path)

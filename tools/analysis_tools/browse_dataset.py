@@ -22,6 +22,7 @@ from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar
 
 import mmovl  # noqa: F401  (registers mmovl's data sets)
+from mmovl.utils import atomic_write
 
 
 def parse_args():
@@ -108,13 +109,6 @@ def draw_classification(visualizer, image, sample, resize, classes):
         resize=resize or None)
 
 
-def write_atomic(path: str, rgb: np.ndarray) -> None:
-    root, ext = osp.splitext(path)
-    tmp = f'{root}.tmp{os.getpid()}{ext or ".png"}'
-    mmcv.imwrite(rgb[..., ::-1], tmp)
-    os.replace(tmp, path)
-
-
 def main():
     args = parse_args()
     if not args.output_dir and not args.show:
@@ -154,10 +148,13 @@ def main():
                                         classes)
             vis = cls_vis
         name = osp.basename(sample.get('img_path', f'{i:06d}.png'))
+        if not osp.splitext(name)[1]:  # mmcv picks the encoder from it
+            name += '.png'
         if args.show:
             vis.show(drawn, win_name=name, wait_time=args.show_interval)
         if args.output_dir:
-            write_atomic(osp.join(args.output_dir, name), drawn)
+            atomic_write(osp.join(args.output_dir, name),
+                         lambda tmp: mmcv.imwrite(drawn[..., ::-1], tmp))
         bar.update()
 
 

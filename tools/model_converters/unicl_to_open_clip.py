@@ -10,13 +10,11 @@ and ``open_clip.create_model(..., pretrained=OUT)`` load like any released
 CLIP checkpoint.
 """
 import argparse
-import os
-import os.path as osp
 
 import torch
 from safetensors.torch import save_file
 
-from mmovl.utils import safe_torch_load
+from mmovl.utils import atomic_write, safe_torch_load
 
 
 def convert(src: str, dst: str, prefix: str = 'clip.') -> int:
@@ -29,13 +27,11 @@ def convert(src: str, dst: str, prefix: str = 'clip.') -> int:
     if not weights:
         raise ValueError(f'{src} has no "{prefix}*" weights: is it a UniCL '
                          'checkpoint?')
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    tmp = f'{dst}.tmp{os.getpid()}'
     if dst.endswith('.safetensors'):
-        save_file(weights, tmp, metadata={'format': 'pt', 'source': src})
+        atomic_write(dst, lambda tmp: save_file(
+            weights, tmp, metadata={'format': 'pt', 'source': src}))
     else:
-        torch.save(weights, tmp)
-    os.replace(tmp, dst)
+        atomic_write(dst, lambda tmp: torch.save(weights, tmp))
     return len(weights)
 
 

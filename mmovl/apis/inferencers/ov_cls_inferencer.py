@@ -24,6 +24,7 @@ from mmpretrain.visualization.utils import get_adaptive_scale
 from mmovl.datasets import read_label_file
 from mmovl.models.classifiers.utils import check_vocabulary
 from mmovl.utils.checkpoint import safe_torch_load
+from mmovl.utils.fileio import atomic_write
 
 __all__ = [
     'OpenVocabClsInferencer', 'list_images', 'load_model_weights',
@@ -467,10 +468,9 @@ class OpenVocabClsInferencer(ImageClassificationInferencer):
             if show:
                 self.visualizer.show(drawn, win_name=name, wait_time=wait_time)
             if show_dir is not None:
-                out = osp.join(show_dir, f'{name}.png')
-                tmp = osp.join(show_dir, f'.{name}.tmp{os.getpid()}.png')
-                mmcv.imwrite(drawn[..., ::-1], tmp)
-                os.replace(tmp, out)
+                atomic_write(
+                    osp.join(show_dir, f'{name}.png'),
+                    lambda tmp: mmcv.imwrite(drawn[..., ::-1], tmp))
         if show:
             self.visualizer.close()
         return pictures

@@ -3,7 +3,6 @@
 each image?"""
 import copy
 import json
-import os
 import os.path as osp
 from os import PathLike
 from typing import List, Optional, Tuple, Union
@@ -19,10 +18,13 @@ from mmengine.config import Config
 from mmengine.infer import BaseInferencer
 from mmengine.logging import MMLogger
 
+from mmovl.utils.fileio import atomic_write
+
 from .ov_cls_inferencer import (VocabType, list_images, load_model_weights,
                                 read_image, read_vocabulary)
 
 __all__ = ['OpenVocabDetInferencer']
+
 
 def _read_names(names: Optional[VocabType]) -> Optional[List[str]]:
     """``read_vocabulary`` that lets an empty list mean "none"."""
@@ -31,22 +33,6 @@ def _read_names(names: Optional[VocabType]) -> Optional[List[str]]:
     if isinstance(names, (list, tuple)) and len(names) == 0:
         return []
     return read_vocabulary(names)
-
-
-def _write_atomic(write, path: str) -> None:
-    """Write through ``write(tmp)`` to a temporary file beside ``path``,
-    then move it in place, so that no reader sees half a file."""
-    folder, name = osp.split(path)
-    os.makedirs(folder, exist_ok=True)
-    stem, ext = osp.splitext(name)
-    # Keep the extension: mmcv picks the image encoder from it.
-    tmp = osp.join(folder, f'.{stem}.tmp{os.getpid()}{ext}')
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 class OpenVocabDetInferencer(DetInferencer):
@@ -367,7 +353,7 @@ class OpenVocabDetInferencer(DetInferencer):
                     out_file=out_file)
 
             if img_out_dir:
-                _write_atomic(draw, osp.join(img_out_dir, 'vis', stem + ext))
+                atomic_write(osp.join(img_out_dir, 'vis', stem + ext), draw)
             else:
                 draw()
             pictures.append(self.visualizer.get_image())
@@ -389,8 +375,8 @@ class OpenVocabDetInferencer(DetInferencer):
                 with open(tmp, 'w') as f:
                     json.dump(result, f)
 
-            _write_atomic(dump, osp.join(pred_out_dir, 'preds',
-                                         stem + '.json'))
+            atomic_write(osp.join(pred_out_dir, 'preds', stem + '.json'),
+                         dump)
         return result
 
     @staticmethod
