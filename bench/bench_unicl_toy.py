@@ -13,7 +13,6 @@ The UniCL teacher is kept as data/toy_world/toy_clip.safetensors when
 ``--export-teacher`` is given (the teacher later methods distil from).
 """
 import argparse
-import os
 import os.path as osp
 import shutil
 import subprocess

@@ -46,8 +46,7 @@ import re
 from typing import Sequence, Tuple
 
 from mmovl.datasets.long_tail import (long_tail_summary, read_id_list,
-                                     write_json_atomic)
-
+                                      write_json_atomic)
 
 
 def parse_coco_id(token: str) -> int:

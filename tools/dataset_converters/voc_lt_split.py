@@ -63,7 +63,7 @@ from typing import Dict, List, Tuple
 from mmengine.utils import ProgressBar
 
 from mmovl.datasets.long_tail import (long_tail_summary, read_id_list,
-                                     write_json_atomic)
+                                      write_json_atomic)
 
 # VOC's class identifiers in the devkit's order (category ids 1-20) and
 # the names written for them.

@@ -255,8 +255,8 @@ class ZSLMultiLabelMetric(BaseMetric):
         num_classes = scores.shape[1]
         if unseen is not None:
             unseen = np.asarray(unseen, dtype=np.int64).reshape(-1)
-            if ((unseen < 0) | (unseen >= num_classes)
-                ).any() or np.unique(unseen).size != unseen.size:
+            out_of_range = (unseen < 0) | (unseen >= num_classes)
+            if out_of_range.any() or np.unique(unseen).size != unseen.size:
                 raise ValueError(f'unseen indices {unseen.tolist()} must be '
                                  f'distinct and lie in [0, {num_classes}).')
         if class_frequencies is not None:

@@ -1,6 +1,6 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 import warnings
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn

@@ -405,4 +405,3 @@ def _overrides(init_cfg: dict, name: str) -> bool:
     override = init_cfg.get('override', [])
     override = [override] if isinstance(override, dict) else override
     return any(o.get('name') == name for o in override)
-
