@@ -37,9 +37,16 @@ def parse_requirements(name: str) -> list:
 
 
 def add_mim_extension() -> None:
-    """Expose ``tools/`` (and the configs) in ``mmovl/.mim`` for OpenMMLab's
-    ``mim`` (``mim train mmovl CONFIG``): symlinks for editable installs,
-    copies for wheels and sdists."""
+    """Expose ``tools/`` in ``mmovl/.mim`` for OpenMMLab's ``mim`` (``mim
+    train mmovl CONFIG``): a symlink for editable installs, a copy for wheels
+    and sdists.
+
+    The configs need no entry there: they live in the package
+    (``mmovl/configs``), so that pure-Python configs of other projects can
+    inherit them. A ``.mim/configs`` beside them would make every config
+    appear twice to mim, which looks a config name up through the whole
+    package (following links) and refuses a name it finds twice.
+    """
     if 'develop' in sys.argv or any('editable' in a for a in sys.argv):
         mode = 'symlink'
     elif {'sdist', 'bdist_wheel', 'install', 'build', 'build_py'} & set(
@@ -49,19 +56,17 @@ def add_mim_extension() -> None:
         return
     mim_dir = osp.join(HERE, 'mmovl', '.mim')
     os.makedirs(mim_dir, exist_ok=True)
-    # Configs live in the package (mmovl/configs) so pure-Python configs of
-    # other projects can inherit them; tools live at the top level.
-    for name, src in (('configs', osp.join(HERE, 'mmovl', 'configs')),
-                      ('tools', osp.join(HERE, 'tools'))):
+    for name in ('configs', 'tools'):  # configs: left by older versions
         dst = osp.join(mim_dir, name)
         if osp.islink(dst) or osp.isfile(dst):
             os.remove(dst)
         elif osp.isdir(dst):
             shutil.rmtree(dst)
-        if mode == 'symlink':
-            os.symlink(osp.relpath(src, mim_dir), dst)
-        else:
-            shutil.copytree(src, dst)
+    src, dst = osp.join(HERE, 'tools'), osp.join(mim_dir, 'tools')
+    if mode == 'symlink':
+        os.symlink(osp.relpath(src, mim_dir), dst)
+    else:
+        shutil.copytree(src, dst)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 """Every shipped config parses and builds its model; configs inherit."""
 import glob
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -21,6 +22,23 @@ CONFIGS = sorted(
 def test_top_level_configs_is_the_package_folder():
     assert osp.realpath(osp.join(REPO, 'configs')) == osp.realpath(
         CONFIG_ROOT)
+
+
+def test_mim_finds_each_config_once_and_the_tools():
+    """``mim train mmovl NAME`` looks ``NAME`` up by file name through the
+    whole installed package, following links, refuses a name found twice,
+    and runs ``<package>/.mim/tools/train.py``: the same lookup here."""
+    pkg_root = osp.dirname(osp.abspath(mmovl.__file__))
+    found = {}
+    for folder, _, files in os.walk(pkg_root, followlinks=True):
+        for name in files:
+            found.setdefault(name, []).append(osp.join(folder, name))
+    twice = {osp.basename(p): found[osp.basename(p)] for p in CONFIGS
+             if len(found.get(osp.basename(p), [])) != 1}
+    assert not twice, f'mim would refuse these config names: {twice}'
+    for tool in ('train.py', 'test.py'):
+        assert osp.isfile(osp.join(pkg_root, '.mim', 'tools', tool)), (
+            f'{tool} is missing from mmovl/.mim/tools (pip install -e .)')
 
 
 def _random_weights_for_missing_checkpoints(node, tmp_dir, made):
