@@ -19,6 +19,7 @@ from mmovl.apis import encode_dataset_images
 from mmovl.datasets import CocoMultiLabelDataset
 from mmovl.evaluation import ZSLMultiLabelMetric
 from mmovl.models import CLIPTeacher
+from mmovl.utils import atomic_write_text
 
 
 def parse_args():
@@ -77,8 +78,7 @@ def main():
     for name, res in report.items():
         print(f'{name:<10}' + ''.join(f'{res[k]:12.2f}' for k in keys))
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(report, f, indent=2)
+        atomic_write_text(args.out, json.dumps(report, indent=2))
 
 
 if __name__ == '__main__':
