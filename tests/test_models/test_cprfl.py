@@ -1,4 +1,5 @@
 # Copyright (c) mmovl contributors. All rights reserved.
+import re
 import warnings
 
 import open_clip
@@ -41,6 +42,15 @@ def _head(**kwargs):
     cfg.update(kwargs)
     torch.manual_seed(0)
     return MODELS.build(cfg).eval()
+
+
+@pytest.mark.parametrize('bad', [torch.randn(5, M + 1), torch.randn(0, M),
+                                 torch.randn(M), [[0.0] * M]],
+                         ids=['width', 'empty', '1-d', 'list'])
+def test_label_embeds_of_the_wrong_shape_are_named(bad):
+    shape = re.escape(str(tuple(getattr(bad, 'shape', ()))))
+    with pytest.raises(ValueError, match=rf'\(C, {M}\).*got {shape}'):
+        _head().init_prompts(bad)
 
 
 def _samples(labels):

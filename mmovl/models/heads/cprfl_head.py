@@ -8,7 +8,7 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from .utils import multi_hot_targets
+from .utils import check_label_embeds, multi_hot_targets
 
 
 def _is_cls_patches(feats) -> bool:
@@ -175,13 +175,7 @@ class CPRFLHead(BaseModule):
         Returns:
             torch.Tensor: P, shape (C, d).
         """
-        if (not isinstance(label_embeds, torch.Tensor)
-                or label_embeds.dim() != 2
-                or label_embeds.shape[1] != self.text_channels
-                or label_embeds.shape[0] == 0):
-            shape = tuple(getattr(label_embeds, 'shape', ()))
-            raise ValueError('label_embeds must have shape (C, '
-                             f'{self.text_channels}) with C > 0, got {shape}.')
+        check_label_embeds(label_embeds, self.text_channels)
         weight = self.prompt_init[0].weight
         return self.prompt_init(label_embeds.to(weight.device, weight.dtype))
 

@@ -8,7 +8,7 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from .utils import multi_hot_targets, topk_mean
+from .utils import check_label_embeds, multi_hot_targets, topk_mean
 
 # (cls_token (B, W), patch_tokens (B, N, W)): a CLIP ViT after ln_post.
 Feats = Tuple[torch.Tensor, torch.Tensor]
@@ -203,18 +203,9 @@ class TwoStreamHead(BaseModule):
             return e_cls, None
         return e_cls, self._project(local_proj, patch_tokens)
 
-    def _check_label_embeds(self, label_embeds: torch.Tensor) -> None:
-        if (not isinstance(label_embeds, torch.Tensor)
-                or label_embeds.dim() != 2
-                or label_embeds.shape[1] != self.out_channels
-                or label_embeds.shape[0] == 0):
-            shape = tuple(getattr(label_embeds, 'shape', ()))
-            raise ValueError('label_embeds must have shape (C, '
-                             f'{self.out_channels}) with C > 0, got {shape}.')
-
     def _scores(self, e_cls: torch.Tensor, e_patch: Optional[torch.Tensor],
                 label_embeds: torch.Tensor) -> torch.Tensor:
-        self._check_label_embeds(label_embeds)
+        check_label_embeds(label_embeds, self.out_channels)
         label_embeds = label_embeds.to(e_cls.dtype)
         scores = []
         if self.streams in ('both', 'global'):

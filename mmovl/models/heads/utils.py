@@ -51,6 +51,17 @@ def multi_hot_targets(data_samples: Sequence[DataSample],
     return torch.stack(targets)
 
 
+def check_label_embeds(label_embeds: torch.Tensor, channels: int) -> None:
+    """Raise a ValueError unless ``label_embeds`` is a (C, ``channels``)
+    tensor with C > 0, naming the shape it got."""
+    if (not isinstance(label_embeds, torch.Tensor) or label_embeds.dim() != 2
+            or label_embeds.shape[1] != channels
+            or label_embeds.shape[0] == 0):
+        shape = tuple(getattr(label_embeds, 'shape', ()))
+        raise ValueError(f'label_embeds must have shape (C, {channels}) with '
+                         f'C > 0, got {shape}.')
+
+
 # Thread pools for topk_mean's NumPy path, by size (np.partition releases
 # the GIL, so the pieces of one call run in parallel). Keyed by process id
 # too: a forked child (a data loader worker, a forked launcher) inherits the
