@@ -18,7 +18,7 @@ from mmengine.config import Config
 from mmengine.infer import BaseInferencer
 from mmengine.logging import MMLogger
 
-from mmovl.utils.fileio import atomic_write
+from mmovl.utils.fileio import atomic_write, atomic_write_text
 
 from .ov_cls_inferencer import (VocabType, list_images, load_model_weights,
                                 read_image, read_vocabulary)
@@ -370,13 +370,9 @@ class OpenVocabDetInferencer(DetInferencer):
             stem, _ = self._name(data_sample.get('img_path'),
                                  self.num_predicted_imgs)
             self.num_predicted_imgs += 1
-
-            def dump(tmp):
-                with open(tmp, 'w') as f:
-                    json.dump(result, f)
-
-            atomic_write(osp.join(pred_out_dir, 'preds', stem + '.json'),
-                         dump)
+            atomic_write_text(
+                osp.join(pred_out_dir, 'preds', stem + '.json'),
+                json.dumps(result))
         return result
 
     @staticmethod
