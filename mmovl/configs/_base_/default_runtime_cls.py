@@ -8,6 +8,8 @@ from mmengine.visualization import LocalVisBackend
 from mmpretrain.engine.hooks import VisualizationHook
 from mmpretrain.visualization import UniversalVisualizer
 
+from mmovl.engine.hooks import RNGStateHook
+
 default_scope = 'mmpretrain'
 
 default_hooks = dict(
@@ -16,6 +18,8 @@ default_hooks = dict(
     param_scheduler=dict(type=ParamSchedulerHook),
     checkpoint=dict(type=CheckpointHook, interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type=DistSamplerSeedHook),
+    # Random generator states in checkpoints: --resume continues exactly.
+    rng_state=dict(type=RNGStateHook),
     visualization=dict(type=VisualizationHook, enable=False),
 )
 

@@ -9,6 +9,8 @@ from mmengine.hooks import (CheckpointHook, DistSamplerSeedHook, IterTimerHook,
 from mmengine.runner import LogProcessor
 from mmengine.visualization import LocalVisBackend
 
+from mmovl.engine.hooks import RNGStateHook
+
 default_scope = 'mmdet'
 
 default_hooks = dict(
@@ -17,6 +19,8 @@ default_hooks = dict(
     param_scheduler=dict(type=ParamSchedulerHook),
     checkpoint=dict(type=CheckpointHook, interval=1),
     sampler_seed=dict(type=DistSamplerSeedHook),
+    # Random generator states in checkpoints: --resume continues exactly.
+    rng_state=dict(type=RNGStateHook),
     visualization=dict(type=DetVisualizationHook))
 
 env_cfg = dict(
