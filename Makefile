@@ -7,7 +7,7 @@ TOY_WORLD ?= data/toy_world
 TEACHER_CONFIG ?= configs/unicl/unicl_toy_vit_p8_10e_toy.py
 PYTEST_ARGS ?=
 
-.PHONY: install toy-world toy-teacher demo baseline test
+.PHONY: install toy-world toy-teacher demo baseline test rehearse
 
 install:
 	MMOVL_VENV=$(VENV) bash tools/install.sh
@@ -34,3 +34,9 @@ baseline: toy-world
 
 test: install
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# Every real config through train -> kill -> resume -> test, 2 processes and
+# --amp, on miniature data with random weights; prints the sizing table.
+REHEARSAL_ROOT ?= work_dirs/rehearsal
+rehearse: install
+	$(PY) tools/misc/rehearse.py --root $(REHEARSAL_ROOT) --sizing --keep-going
