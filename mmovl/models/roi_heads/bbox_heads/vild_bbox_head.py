@@ -78,7 +78,9 @@ class ViLDBBoxHead(ConvFCBBoxHead):
         reg_class_agnostic (bool): Must be True: the vocabulary changes, so
             box regression cannot be per class. Defaults to True.
         init_cfg (dict, optional): Defaults to None (mmdet's ConvFC
-            initialisation, with the projections initialised like its fcs).
+            initialisation, with the projections and the image tower's fcs
+            initialised like its fcs, and the tower's convs and norms like
+            its convs: by ``ConvModule`` itself).
         **kwargs: The other arguments of mmdet's ``ConvFCBBoxHead`` /
             ``BBoxHead`` (``in_channels``, ``fc_out_channels``,
             ``num_classes`` (only the size of empty results before a
@@ -152,7 +154,11 @@ class ViLDBBoxHead(ConvFCBBoxHead):
             if self.num_shared_fcs == 0 and not self.with_avg_pool:
                 image_dim *= self.roi_feat_area
             self.image_proj = nn.Linear(image_dim, embed_dim)
-            proj_names += ['image_convs', 'image_fcs', 'image_proj']
+            # As mmdet initialises the shared branch: Xavier for the fcs;
+            # the convs are ConvModules that initialise themselves (Kaiming,
+            # norms to weight 1 / bias 0) and get no override, which would
+            # reach their norms' 1-D weights too.
+            proj_names += ['image_fcs', 'image_proj']
         elif image_branch == 'projection':
             self.image_proj = nn.Linear(self.cls_last_dim, embed_dim)
             proj_names.append('image_proj')
