@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from mmovl.utils import safe_torch_load
 
@@ -36,9 +37,13 @@ randomness = dict(seed=0, deterministic=True)
 '''
 
 
-def _write_config(tmp_path, root, epochs, name='tiny.py'):
+def _write_config(tmp_path, root, epochs, name='tiny.py', flip=False):
     path = tmp_path / name
-    path.write_text(TINY_CONFIG.format(root=root, epochs=epochs))
+    text = TINY_CONFIG.format(root=root, epochs=epochs)
+    if flip:  # the real configs' random augmentation
+        text = text.replace('train_dataloader.dataset.pipeline = '
+                            'test_pipeline\n', '')
+    path.write_text(text)
     return str(path)
 
 
@@ -100,6 +105,28 @@ def test_resume_gives_the_same_weights(tmp_path, tiny_world):
     assert ckpt['meta']['epoch'] == 2
     # optimizer state went through the round trip too
     assert ckpt['optimizer']['state']
+
+
+def test_resume_with_random_flips_gives_the_same_weights(tmp_path,
+                                                        tiny_world):
+    """With the real configs' random flips too, epoch 1's checkpoint resumed
+    for 1 more epoch ends with the uninterrupted run's weights:
+    RNGStateHook restores the generators (without it epoch 2 flips other
+    images)."""
+    cfg = _write_config(tmp_path, tiny_world, epochs=2, flip=True)
+    pipeline = Config.fromfile(cfg).train_dataloader.dataset.pipeline
+    assert any('Flip' in str(step['type']) for step in pipeline)
+    straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+    _run([sys.executable, 'tools/train.py', cfg, '--work-dir', straight])
+    _run([
+        sys.executable, 'tools/train.py', cfg, '--work-dir', resumed,
+        '--resume', osp.join(straight, 'epoch_1.pth')
+    ])
+    a = _weights(osp.join(straight, 'epoch_2.pth'))
+    b = _weights(osp.join(resumed, 'epoch_2.pth'))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6,
+                                   msg=key)
 
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(),
