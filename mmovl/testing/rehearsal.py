@@ -16,7 +16,10 @@ UniCL's ImageNet validation (the miniature's 4 classes, not 1000).
 
 The steps, for each config:
 
-- ``train``: ``tools/train.py`` without interruption (the reference);
+- ``train``: ``tools/train.py`` without interruption (the reference; the
+  only run that validates while training, the others pass
+  ``--no-validate``: :class:`mmovl.engine.RNGStateHook` keeps validation
+  from changing training, and the test step evaluates);
 - ``resume``: the same training killed (SIGKILL) once its first checkpoint
   is on disk, then ``--resume``; its final weights must equal the
   reference's;
@@ -78,7 +81,7 @@ def _cls_options(train_batch: int = 2, test_batch: int = 4) -> dict:
     return opts
 
 
-def _det_options(max_iters: int = 4) -> dict:
+def _det_options(max_iters: int = 2) -> dict:
     """Overrides of an iteration-based (mmdet) config: ``max_iters``
     iterations of one image, a checkpoint every half, one data worker
     (the skipped batches of a resume come from the worker, not the main
@@ -122,6 +125,9 @@ class Rehearsal:
         child: Python lines of a child config that inherits the real one
             (written to ``<root>/configs/``), for what ``--cfg-options``
             cannot say; None runs the real config itself.
+        same_as: Name of a rehearsal whose config this one must equal
+            setting for setting (an alias kept for a promised command
+            line); checked before any run.
     """
     config: str
     method: str
@@ -134,6 +140,7 @@ class Rehearsal:
     last_ckpt: str = 'epoch_2.pth'
     prepare: Optional[Callable[[str, dict], None]] = None
     child: Optional[str] = None
+    same_as: Optional[str] = None
 
     @property
     def name(self) -> str:
@@ -247,7 +254,7 @@ REHEARSALS: Dict[str, Rehearsal] = {
         Rehearsal('mkt/mkt_vit_b16_20e_nuswide.py', 'MKT', ('nus_wide', ),
                   (CLIP_B16, ), _MKT_KEYS),
         Rehearsal('mkt/vit-b16_nuswide.py', 'MKT', ('nus_wide', ),
-                  (CLIP_B16, ), _MKT_KEYS),
+                  (CLIP_B16, ), _MKT_KEYS, same_as='mkt_vit_b16_20e_nuswide'),
         Rehearsal('mkt/mkt_vit_b16_prompt_nuswide.py', 'MKT', ('nus_wide', ),
                   (CLIP_B16, ), _MKT_KEYS, prepare=_mkt_stage1_checkpoint),
         Rehearsal('mkt/mkt_vit_b16_20e_openimages.py', 'MKT',
@@ -259,19 +266,19 @@ REHEARSALS: Dict[str, Rehearsal] = {
         Rehearsal('vild/vild_r50_fpn_32xb8_180k_lvis_v1_base.py', 'ViLD',
                   ('lvis', ), (CLIP_B32, ), _LVIS_KEYS,
                   options=_det_options(), extra=('torchvision_resnet50', ),
-                  first_ckpt='iter_2.pth', last_ckpt='iter_4.pth',
+                  first_ckpt='iter_1.pth', last_ckpt='iter_2.pth',
                   prepare=_vild_proposals('_base_/datasets/lvis_v1_ov.py',
                                           'data/lvis_v1/vild_embeds/train')),
         Rehearsal('vild/vild_ens_r50_fpn_32xb8_180k_lvis_v1_base.py', 'ViLD',
                   ('lvis', ), (CLIP_B32, ), _LVIS_KEYS,
                   options=_det_options(), extra=('torchvision_resnet50', ),
-                  first_ckpt='iter_2.pth', last_ckpt='iter_4.pth',
+                  first_ckpt='iter_1.pth', last_ckpt='iter_2.pth',
                   prepare=_vild_proposals('_base_/datasets/lvis_v1_ov.py',
                                           'data/lvis_v1/vild_embeds/train')),
         Rehearsal('vild/vild_r50_fpn_32xb8_180k_coco_ov_48_17.py', 'ViLD',
                   ('coco', ), (CLIP_B32, ), _OVCOCO_KEYS,
                   options=_det_options(), extra=('torchvision_resnet50', ),
-                  first_ckpt='iter_2.pth', last_ckpt='iter_4.pth',
+                  first_ckpt='iter_1.pth', last_ckpt='iter_2.pth',
                   prepare=_vild_proposals(
                       '_base_/datasets/coco_ov_48_17.py',
                       'data/coco/vild_embeds/train2017')),
@@ -295,13 +302,21 @@ def real_configs() -> List[str]:
 
 
 # -- preparing the scratch folder -----------------------------------------
+# name -> (module, function, folder under the root, sizes). A few images
+# per split: each iteration at the real sizes costs seconds on a CPU.
 _DATA_MAKERS = {
-    'nus_wide': ('mini_cls', 'make_nus_wide', 'data/nus_wide'),
-    'open_images': ('mini_cls', 'make_open_images', 'data/openimages'),
-    'imagenet': ('mini_cls', 'make_imagenet', 'data/imagenet'),
-    'coco': ('mini_det', 'make_coco', 'data/coco'),
-    'voc': ('mini_det', 'make_voc', 'data/voc'),
-    'lvis': ('mini_det', 'make_lvis', 'data/lvis_v1'),
+    'nus_wide': ('mini_cls', 'make_nus_wide', 'data/nus_wide',
+                 dict(num_train=8, num_test=8)),
+    'open_images': ('mini_cls', 'make_open_images', 'data/openimages',
+                    dict(num_train=8, num_test=8)),
+    'imagenet': ('mini_cls', 'make_imagenet', 'data/imagenet',
+                 dict(train_per_class=2, val_per_class=2)),
+    'coco': ('mini_det', 'make_coco', 'data/coco',
+             dict(num_train=10, num_val=8)),
+    'voc': ('mini_det', 'make_voc', 'data/voc',
+            dict(num_trainval=10, num_test=8)),
+    'lvis': ('mini_det', 'make_lvis', 'data/lvis_v1',
+             dict(num_train=8, num_val=10)),
 }
 
 
@@ -327,13 +342,13 @@ def prepare(rehearsal: Rehearsal, root: str, env: dict) -> None:
     from mmovl.testing import random_weights
 
     for name in rehearsal.data:
-        module, func, rel = _DATA_MAKERS[name]
+        module, func, rel, sizes = _DATA_MAKERS[name]
         stamp = osp.join(root, rel, '.rehearsal-done')
         if osp.isfile(stamp):
             continue
         maker = getattr(
             importlib.import_module(f'mmovl.testing.{module}'), func)
-        maker(osp.join(root, rel))
+        maker(osp.join(root, rel), **sizes)
         with open(stamp, 'w') as f:
             f.write('ok\n')
     for path, model_name in rehearsal.clip:
@@ -549,6 +564,18 @@ def _first_checkpoint_written(work_dir: str, name: str) -> Callable[[], bool]:
     return done
 
 
+def check_same_settings(a: Rehearsal, b: Rehearsal) -> None:
+    """Raise unless the configs of ``a`` and ``b`` hold the same settings
+    (every key and value, the file names aside)."""
+    from mmengine.config import Config
+    da = Config.fromfile(a.config_path).to_dict()
+    db = Config.fromfile(b.config_path).to_dict()
+    if da != db:
+        keys = sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k))
+        raise RehearsalError(f'{a.config} should equal {b.config} but '
+                             f'differs in {keys}')
+
+
 # -- the rehearsal ---------------------------------------------------------
 @dataclass
 class Report:
@@ -578,6 +605,10 @@ def rehearse(rehearsal: Rehearsal, root: str,
     root = osp.abspath(root)
     env = make_env(root)
     report = Report(rehearsal.name)
+    if rehearsal.same_as is not None:
+        check_same_settings(rehearsal, REHEARSALS[rehearsal.same_as])
+        _note(report, 'same_as', f'settings equal to {rehearsal.same_as}',
+              verbose)
     t0 = time.time()
     prepare(rehearsal, root, env)
     _note(report, 'prepare', f'{time.time() - t0:.0f} s', verbose)
@@ -608,14 +639,15 @@ def rehearse(rehearsal: Rehearsal, root: str,
         res_dir = osp.join(base, 'resume')
         if osp.isdir(res_dir):
             shutil.rmtree(res_dir)
-        _train(rehearsal, root, env, res_dir,
+        _train(rehearsal, root, env, res_dir, extra=['--no-validate'],
                kill_when=_first_checkpoint_written(res_dir,
                                                    rehearsal.first_ckpt))
         if osp.isfile(osp.join(res_dir, rehearsal.last_ckpt)):
             raise RehearsalError(
                 f'{rehearsal.name}: the run to interrupt finished before '
                 f'it was killed')
-        _train(rehearsal, root, env, res_dir, extra=['--resume'])
+        _train(rehearsal, root, env, res_dir,
+               extra=['--resume', '--no-validate'])
         check_losses(res_dir, f'{rehearsal.name}: resume')
         diff, where = max_weight_diff(ref_ckpt,
                                       osp.join(res_dir, rehearsal.last_ckpt))
@@ -646,8 +678,8 @@ def rehearse(rehearsal: Rehearsal, root: str,
         if osp.isdir(dist_dir):
             shutil.rmtree(dist_dir)
         cmd = ['bash', _tool('dist_train.sh'), rehearsal.config_file(root),
-               '2', '--work-dir', dist_dir, '--auto-scale-lr'
-               ] + _options(rehearsal.options)
+               '2', '--work-dir', dist_dir, '--auto-scale-lr',
+               '--no-validate'] + _options(rehearsal.options)
         _run(cmd, root, dict(env, PORT=_free_port()),
              f'{rehearsal.name}: dist_train (2 proc)', dist_dir + '.log')
         check_losses(dist_dir, f'{rehearsal.name}: dist_train')
@@ -670,7 +702,8 @@ def rehearse(rehearsal: Rehearsal, root: str,
         amp_dir = osp.join(base, 'amp')
         if osp.isdir(amp_dir):
             shutil.rmtree(amp_dir)
-        result = _train(rehearsal, root, env, amp_dir, extra=['--amp'])
+        result = _train(rehearsal, root, env, amp_dir,
+                        extra=['--amp', '--no-validate'])
         rows = check_losses(amp_dir, f'{rehearsal.name}: --amp')
         report.figures['amp_final_loss'] = rows[-1].get('loss')
         _drop_checkpoints(amp_dir)
