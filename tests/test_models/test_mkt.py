@@ -67,6 +67,35 @@ def test_student_starts_from_the_teacher(ckpt):
     assert not any(p.requires_grad for p in model.teacher.parameters())
 
 
+def test_clip_projection_is_kept_frozen_for_the_head(ckpt):
+    """The backbone's outputs are before CLIP's projection (the head has
+    its own copy), so ``visual.proj`` must not train: DDP fails on a
+    trainable parameter that gets no gradient. It stays, as loaded, under
+    its key, so checkpoints written before and after load alike."""
+    path, clip = ckpt
+    model = _mkt(path)
+    model.train()
+    proj = model.backbone.proj
+    assert not proj.requires_grad
+    torch.testing.assert_close(proj, clip.visual.proj, rtol=0, atol=0)
+    torch.testing.assert_close(model.head.proj.weight, clip.visual.proj.t(),
+                               rtol=0, atol=0)
+    model.set_vocabulary(['a', 'b', 'c'])
+    losses = model.loss(torch.randn(2, 3, 32, 32), _samples([[0], [1]], 3))
+    model.parse_losses(losses)[0].backward()
+    assert proj.grad is None
+    assert model.head.proj.weight.grad is not None
+    # a checkpoint with the key (any mmovl MKT checkpoint) loads strictly
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert 'backbone.visual.proj' in state
+    state['backbone.visual.proj'] += 1
+    fresh = _mkt(path)
+    fresh.load_state_dict(state, strict=True)
+    torch.testing.assert_close(fresh.backbone.proj,
+                               clip.visual.proj + 1, rtol=0, atol=0)
+    assert not fresh.backbone.proj.requires_grad
+
+
 def test_loss_is_rank_plus_distillation(ckpt):
     path, clip = ckpt
     model = _mkt(path, distill_weight=0.5)

@@ -26,6 +26,13 @@ class OpenCLIPViT(BaseModule):
     tuple of stages; the one stage is ``(cls_token, patch_tokens)`` after
     ``ln_post`` and *before* the projection, which belongs to the head.
 
+    Since no output goes through it, CLIP's projection (:attr:`proj`,
+    ``visual.proj``) is frozen: it is kept, as loaded, for the head to start
+    from (and under the same state-dict key, so checkpoints load either
+    way), but a trainable parameter that the loss never reaches would stop
+    DistributedDataParallel at its second iteration ("Expected to have
+    finished reduction in the prior iteration") and waste optimizer state.
+
     Args:
         model_name (str): open_clip architecture. Defaults to ``'ViT-B-16'``.
         checkpoint (str, optional): Local open_clip weights (the full CLIP
@@ -96,6 +103,9 @@ class OpenCLIPViT(BaseModule):
                 f'OpenCLIPViT needs a CLS-token ViT; {model_name} pools with '
                 f'{visual.pool_type!r}')
         self.visual = visual
+        # Unused by forward() (the head projects): frozen, see above.
+        if visual.proj is not None:
+            visual.proj.requires_grad_(False)
         self.model_name = model_name
         self.frozen_stages = frozen_stages
         if frozen_stages > len(visual.transformer.resblocks):
@@ -112,7 +122,7 @@ class OpenCLIPViT(BaseModule):
     @property
     def proj(self) -> torch.Tensor:
         """torch.Tensor: CLIP's visual projection, (W, D), used as
-        ``tokens @ proj``."""
+        ``tokens @ proj``; frozen (the backbone's outputs are before it)."""
         return self.visual.proj
 
     def _frozen_modules(self) -> Sequence[nn.Module]:
