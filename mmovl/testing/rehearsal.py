@@ -47,6 +47,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from mmovl.utils import atomic_write_text
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs')
 ALL_STEPS = ('train', 'resume', 'test', 'dist', 'amp')
@@ -71,6 +73,7 @@ def _cls_options(train_batch: int = 2, test_batch: int = 4) -> dict:
     :class:`mmovl.engine.RNGStateHook`), a log line per iteration."""
     opts = {'train_cfg.max_epochs': 2,
             'default_hooks.logger.interval': 1,
+            'log_processor.window_size': 1,  # each iteration's own time
             'randomness.seed': 0}
     for loader, batch in (('train_dataloader', train_batch),
                           ('val_dataloader', test_batch),
@@ -90,6 +93,7 @@ def _det_options(max_iters: int = 2) -> dict:
             'train_cfg.val_interval': max_iters,
             'default_hooks.checkpoint.interval': max_iters // 2,
             'default_hooks.logger.interval': 1,
+            'log_processor.window_size': 1,  # each iteration's own time
             'randomness.seed': 0,
             'train_dataloader.batch_size': 1,
             'train_dataloader.num_workers': 1,
@@ -161,7 +165,6 @@ class Rehearsal:
                 'with read_base():\n'
                 f'    from {module} import *  # noqa: F401,F403\n\n' +
                 self.child)
-        from mmovl.utils import atomic_write_text
         if not osp.isfile(path) or open(path).read() != text:
             atomic_write_text(path, text)
         return path
@@ -437,13 +440,22 @@ def _tool(name: str) -> str:
     return osp.join(REPO, 'tools', name)
 
 
+def _train_options(rehearsal: Rehearsal, extra: Sequence[str]) -> dict:
+    # --no-validate removes the val loader, whose overrides then have
+    # nothing to merge into.
+    if '--no-validate' not in extra:
+        return rehearsal.options
+    return {k: v for k, v in rehearsal.options.items()
+            if not k.startswith('val_dataloader.')}
+
+
 def _train(rehearsal: Rehearsal, root: str, env: dict, work_dir: str,
            extra: Sequence[str] = (), **kwargs) -> RunResult:
     # --auto-scale-lr: the configs' learning rates are for their full batch
     # (256 images for ViLD); at the rehearsal's batch they diverge.
     cmd = [sys.executable, _tool('train.py'), rehearsal.config_file(root),
            '--work-dir', work_dir, '--auto-scale-lr', *extra
-           ] + _options(rehearsal.options)
+           ] + _options(_train_options(rehearsal, extra))
     return _run(cmd, root, env, f'{rehearsal.name}: train {" ".join(extra)}',
                 osp.join(work_dir + '.log'), **kwargs)
 
@@ -629,6 +641,11 @@ def rehearse(rehearsal: Rehearsal, root: str,
             if times else None,
             peak_rss_gb=round(result.max_rss_mb / 1024, 2),
             final_loss=rows[-1].get('loss'))
+        atomic_write_text(osp.join(base, 'train_figures.json'),
+                          json.dumps(report.figures))
+    elif osp.isfile(osp.join(base, 'train_figures.json')):
+        with open(osp.join(base, 'train_figures.json')) as f:
+            report.figures.update(json.load(f))  # from the run made before
     if not osp.isfile(ref_ckpt):
         raise RehearsalError(f'{rehearsal.name}: training wrote no '
                              f'{ref_ckpt}')
@@ -679,7 +696,8 @@ def rehearse(rehearsal: Rehearsal, root: str,
             shutil.rmtree(dist_dir)
         cmd = ['bash', _tool('dist_train.sh'), rehearsal.config_file(root),
                '2', '--work-dir', dist_dir, '--auto-scale-lr',
-               '--no-validate'] + _options(rehearsal.options)
+               '--no-validate'
+               ] + _options(_train_options(rehearsal, ['--no-validate']))
         _run(cmd, root, dict(env, PORT=_free_port()),
              f'{rehearsal.name}: dist_train (2 proc)', dist_dir + '.log')
         check_losses(dist_dir, f'{rehearsal.name}: dist_train')
