@@ -119,7 +119,7 @@ def _measure(work_dir: str, batch: int, warmup: int) -> dict:
         raise RehearsalError(f'no timed iterations logged in {work_dir}')
     median = statistics.median(r['time'] for r in rows)
     memory = max((r.get('memory', 0) for r in rows), default=0)
-    return dict(batch=batch, img_s=round(batch / median, 1),
+    return dict(batch=batch, img_s=float(f'{batch / median:.3g}'),
                 mem_gb=round(memory / 1024, 2))
 
 
