@@ -597,12 +597,19 @@ class Report:
     steps: Dict[str, str] = field(default_factory=dict)
     metrics: Dict[str, float] = field(default_factory=dict)
     figures: Dict[str, object] = field(default_factory=dict)
+    step_seconds: Dict[str, int] = field(default_factory=dict)
+    clock: float = field(default_factory=time.time)
 
 
 def _note(report: Report, step: str, text: str, verbose: bool) -> None:
+    now = time.time()
+    seconds = now - report.clock
+    report.clock = now
+    report.step_seconds[step] = round(seconds)
     report.steps[step] = text
     if verbose:
-        print(f'[rehearse] {report.name}: {step}: {text}', flush=True)
+        print(f'[rehearse] {report.name}: {step} ({seconds:.0f} s): {text}',
+              flush=True)
 
 
 def rehearse(rehearsal: Rehearsal, root: str,

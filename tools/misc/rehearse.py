@@ -83,7 +83,8 @@ def main(argv=None) -> int:
         seconds=round(time.time() - start),
         failed=failures,
         reports=[dict(name=r.name, steps=r.steps, figures=r.figures,
-                      metrics=r.metrics) for r in reports])
+                      step_seconds=r.step_seconds, metrics=r.metrics)
+                 for r in reports])
     if args.sizing and reports:
         rows = sizing_rows([REHEARSALS[r.name] for r in reports], reports,
                            args.root)
