@@ -13,6 +13,10 @@ its parsed loss is back-propagated once: every parameter with
 
 The real (paper-size) configs are built at their real size: a few seconds
 each on a CPU.
+
+The toy configs' models also take one step under bfloat16 CPU autocast
+(``tools/train.py --amp`` on a machine without a GPU): mmovl's losses stay
+float32 and near the float32 run's, and the gradients are finite.
 """
 import glob
 import os.path as osp
@@ -81,6 +85,24 @@ def _fewer_rois(train_cfg):
     train_cfg.rcnn.sampler.num = 32
 
 
+def _build(cfg, clip_weights, cache_dir):
+    """The config's model, as the runner builds and initialises it."""
+    _without_weight_files(cfg.model, clip_weights, cache_dir)
+    if cfg.get('default_scope', None) == 'mmdet':
+        _fewer_rois(cfg.model.train_cfg)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()  # as the runner does before training
+    model.train()
+    if hasattr(model, 'set_vocabulary'):
+        model.set_vocabulary(NAMES)
+    return model
+
+
+def _batch(model, scope):
+    return _det_batch(model) if scope == 'mmdet' else _cls_batch(model)
+
+
 def _image_size(model):
     """The input size a model's ViT was built for, else a small one."""
     import open_clip
@@ -130,19 +152,10 @@ def test_every_trainable_parameter_gets_a_gradient(path, tmp_path,
         other = Config.fromfile(osp.join(CONFIG_ROOT, SAME_MODEL[name]))
         assert cfg.model == other.model
         return
-    _without_weight_files(cfg.model, clip_weights, str(tmp_path / 'cache'))
     scope = cfg.get('default_scope', None)
-    if scope == 'mmdet':
-        _fewer_rois(cfg.model.train_cfg)
     with DefaultScope.overwrite_default_scope(scope):
-        torch.manual_seed(0)
-        model = MODELS.build(cfg.model)
-        model.init_weights()  # as the runner does before training
-        model.train()
-        if hasattr(model, 'set_vocabulary'):
-            model.set_vocabulary(NAMES)
-        is_detector = scope == 'mmdet'
-        data = _det_batch(model) if is_detector else _cls_batch(model)
+        model = _build(cfg, clip_weights, str(tmp_path / 'cache'))
+        data = _batch(model, scope)
         losses = model.loss(data['inputs'], data['data_samples'])
         loss, _ = model.parse_losses(losses)
     assert torch.isfinite(loss), losses
@@ -158,3 +171,54 @@ def test_every_trainable_parameter_gets_a_gradient(path, tmp_path,
         f'{len(unused)} of {len(trainable)} trainable parameters get no '
         f'gradient from the loss (DDP stops at the second iteration): '
         f'{unused}')
+
+
+def _loss_values(losses):
+    """The loss terms (mmengine's ``parse_losses`` rule: keys with 'loss';
+    a list of per-level terms counts as their sum)."""
+    out = {}
+    for key, value in losses.items():
+        if 'loss' in key:
+            out[key] = sum(value) if isinstance(value, list) else value
+    return out
+
+
+@pytest.mark.parametrize(
+    'path', [p for p in CONFIGS if 'toy' in osp.basename(p)],
+    ids=lambda p: osp.relpath(p, CONFIG_ROOT))
+def test_toy_model_trains_under_cpu_bfloat16_autocast(path, tmp_path,
+                                                      clip_weights):
+    """One step as ``CPUAmpOptimWrapper`` runs it (``--amp`` on a CPU):
+    mmovl's losses are float32, close to the float32 losses of the same
+    weights and batch; gradients reach the parameters, float32 and
+    finite."""
+    cfg = Config.fromfile(path)
+    scope = cfg.get('default_scope', None)
+    with DefaultScope.overwrite_default_scope(scope):
+        model = _build(cfg, clip_weights, str(tmp_path / 'cache'))
+        data = _batch(model, scope)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            reference = _loss_values(
+                model.loss(data['inputs'], data['data_samples']))
+        torch.manual_seed(1)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            losses = model.loss(data['inputs'], data['data_samples'])
+            loss, _ = model.parse_losses(losses)
+    mmovl_model = type(model).__module__.startswith('mmovl.')
+    for key, value in _loss_values(losses).items():
+        assert torch.isfinite(value), key
+        if mmovl_model:
+            # bfloat16 keeps 8 bits: a loss summed in it would round
+            assert value.dtype == torch.float32, (key, value.dtype)
+        if scope != 'mmdet':
+            # (a detector samples other RoIs from bfloat16 proposals)
+            assert value.item() == pytest.approx(
+                reference[key].item(), rel=0.05, abs=0.02), key
+    loss.backward()
+    grads = [(n, p.grad) for n, p in model.named_parameters()
+             if p.requires_grad]
+    assert all(g is not None for _, g in grads)
+    for name, grad in grads:
+        assert grad.dtype == torch.float32, name
+        assert torch.isfinite(grad).all(), name

@@ -1,12 +1,15 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 import copy
 from collections import Counter
+from contextlib import contextmanager
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.registry import MODELS
+from mmdet.structures import SampleList
 from mmengine.logging import MMLogger
+from torch import Tensor
 
 
 def vocabulary_mask(names: Sequence[str],
@@ -52,6 +55,11 @@ class ViLD(TwoStageDetector):
     categories, before training, and with the evaluation set's classes and
     novel classes before evaluation) sets what is scored, without
     retraining.
+
+    Under CPU autocast (``tools/train.py --amp`` on a machine without a
+    GPU) the backbone and neck run in bfloat16 and the RPN and RoI heads in
+    float32: mmcv's CPU kernels of NMS and RoIAlign take no bfloat16. Under
+    GPU autocast nothing changes.
 
     Args:
         backbone (dict): The backbone.
@@ -113,6 +121,9 @@ class ViLD(TwoStageDetector):
         self.templates = templates
         self.vocabulary: Optional[Tuple[str, ...]] = None
         self.novel_classes: Tuple[str, ...] = ()
+        # The CPU autocast type while the heads run in float32 (see
+        # _float32_heads), else None.
+        self._cpu_amp_dtype: Optional[torch.dtype] = None
 
     def set_vocabulary(self,
                        names: Sequence[str],
@@ -145,3 +156,45 @@ class ViLD(TwoStageDetector):
         MMLogger.get_current_instance().info(
             f'ViLD: vocabulary of {len(names)} categories '
             f'({len(self.novel_classes)} novel).')
+
+    # -- mixed precision on a CPU -----------------------------------------
+    @contextmanager
+    def _float32_heads(self):
+        """Disable CPU autocast for the heads (mmcv's CPU NMS and RoIAlign
+        take float32 only); :meth:`extract_feat` keeps it for the backbone
+        and neck. Nothing changes without CPU autocast."""
+        if not torch.is_autocast_enabled('cpu'):
+            yield
+            return
+        self._cpu_amp_dtype = torch.get_autocast_dtype('cpu')
+        try:
+            with torch.autocast('cpu', enabled=False):
+                yield
+        finally:
+            self._cpu_amp_dtype = None
+
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
+        """The backbone's and neck's features; under CPU autocast computed
+        in its type and returned in float32, for the heads."""
+        if self._cpu_amp_dtype is None:
+            return super().extract_feat(batch_inputs)
+        with torch.autocast('cpu', dtype=self._cpu_amp_dtype):
+            feats = super().extract_feat(batch_inputs)
+        return tuple(f.float() for f in feats)
+
+    def loss(self, batch_inputs: Tensor,
+             batch_data_samples: SampleList) -> dict:
+        """mmdet's two-stage losses (see ``TwoStageDetector.loss``), with
+        the heads in float32 under CPU autocast."""
+        with self._float32_heads():
+            return super().loss(batch_inputs, batch_data_samples)
+
+    def predict(self,
+                batch_inputs: Tensor,
+                batch_data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        """mmdet's two-stage prediction (see ``TwoStageDetector.predict``),
+        with the heads in float32 under CPU autocast."""
+        with self._float32_heads():
+            return super().predict(
+                batch_inputs, batch_data_samples, rescale=rescale)

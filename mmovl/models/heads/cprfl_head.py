@@ -246,6 +246,8 @@ class CPRFLHead(BaseModule):
                              f'{logits.shape[0]} images.')
         target = multi_hot_targets(
             data_samples, logits.shape[1], logits.device, allow_unknown=False)
+        # float32 under mixed precision too (bfloat16 / float16 logits)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         return dict(loss=self.loss_module(logits, target))
 
     def predict(

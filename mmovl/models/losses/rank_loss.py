@@ -45,9 +45,14 @@ def rank_loss(cls_score: torch.Tensor,
     Returns:
         tuple: The loss of each image, shape (B, ) (0 for an image without a
         positive or without a negative), and the boolean mask of the images
-        that have a positive, shape (B, ).
+        that have a positive, shape (B, ); computed in float32 (or float64)
+        whatever the scores' type: under mixed precision they are bfloat16 /
+        float16, in which the sums over thousands of pairs and the pair
+        counts (exact only up to 256 / 2048) would round.
     """
     is_pos, is_neg = _check_inputs(cls_score, label)
+    cls_score = cls_score.to(
+        torch.promote_types(cls_score.dtype, torch.float32))
     has_pos = is_pos.any(dim=1)
     # Only (positive, label) pairs are formed: the positives of each image
     # are moved to the front (their order does not matter) and

@@ -125,7 +125,7 @@ def _check_inputs(image_embeds, text_embeds, labels, logit_scale):
     if not isinstance(logit_scale, torch.Tensor):
         logit_scale = torch.tensor(
             float(logit_scale),
-            dtype=image_embeds.dtype,
+            dtype=torch.promote_types(image_embeds.dtype, torch.float32),
             device=image_embeds.device)
     if logit_scale.numel() != 1:
         raise ValueError('logit_scale must be a scalar, got shape '
@@ -225,8 +225,11 @@ class UniCLLoss(nn.Module):
                 image_embeds, text_embeds, labels)
         # Rows: local queries; columns: keys of the (global) batch. The
         # label matrix is symmetric, so both directions share the target.
-        logits_i2t = logit_scale * image_embeds @ all_texts.t()
-        logits_t2i = logit_scale * text_embeds @ all_images.t()
+        # Under mixed precision the similarities come from a bfloat16 /
+        # float16 matmul; the scale and the softmax are (at least) float32.
+        dtype = torch.promote_types(image_embeds.dtype, torch.float32)
+        logits_i2t = logit_scale * (image_embeds @ all_texts.t()).to(dtype)
+        logits_t2i = logit_scale * (text_embeds @ all_images.t()).to(dtype)
         target = (labels[:, None] == all_labels[None, :]).to(logits_i2t.dtype)
         target = target / target.sum(dim=1, keepdim=True)
         loss = sum(-(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()

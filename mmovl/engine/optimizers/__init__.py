@@ -1,0 +1,4 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
+
+__all__ = ['CPUAmpOptimWrapper']
