@@ -92,3 +92,42 @@ def test_set_rng_state_inverts_get_rng_state():
     first = _draw()
     set_rng_state(state)
     assert _draw() == first
+
+
+def test_several_processes_gather_where_checkpoint_hook_saves(monkeypatch):
+    """mmengine saves on the main process only: with several processes the
+    states are gathered (a collective every rank runs) at the iterations
+    where CheckpointHook saves, and the save uses them."""
+    from mmengine.hooks import CheckpointHook
+    from mmengine.runner import IterBasedTrainLoop
+
+    import mmovl.engine.hooks.rng_state_hook as mod
+    calls = []
+
+    def fake_gather(obj):
+        calls.append(obj)
+        return [obj, 'rank 1 state']
+
+    monkeypatch.setattr(mod, 'get_world_size', lambda: 2)
+    monkeypatch.setattr(mod, 'all_gather_object', fake_gather)
+    loop = IterBasedTrainLoop.__new__(IterBasedTrainLoop)
+    loop._max_iters = 10
+    runner = SimpleNamespace(
+        iter=0, train_loop=loop, max_iters=10,
+        hooks=[CheckpointHook(interval=4, by_epoch=False)])
+    hook = RNGStateHook()
+    saved_at = []
+    for it in range(10):
+        runner.iter = it
+        hook.after_train_iter(runner, it)
+        if (it + 1) % 4 == 0 or it == 9:  # where CheckpointHook saves
+            ckpt = {}
+            hook.before_save_checkpoint(runner, ckpt)
+            assert ckpt['rng_states'][1] == 'rank 1 state'
+            saved_at.append(it)
+    assert len(calls) == len(saved_at) == 3  # iterations 4, 8, 10
+    # an unforeseen save stores nothing rather than rank 0's state alone
+    runner.iter = 5
+    ckpt = {}
+    hook.before_save_checkpoint(runner, ckpt)
+    assert 'rng_states' not in ckpt

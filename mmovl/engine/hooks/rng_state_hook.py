@@ -8,7 +8,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
@@ -58,8 +58,12 @@ class RNGStateHook(Hook):
     uninterrupted run would have. With this hook a resumed run reproduces
     the uninterrupted one:
 
-    - ``before_save_checkpoint`` gathers the states of all processes into
-      ``checkpoint['rng_states']`` (one entry per rank);
+    - the states of all processes go into ``checkpoint['rng_states']`` (one
+      entry per rank). mmengine saves on the main process only, so when the
+      run has several processes they are gathered beforehand, in
+      ``after_train_epoch`` / ``after_train_iter`` (which every rank runs,
+      before ``CheckpointHook``), at the epochs or iterations where
+      ``CheckpointHook`` will save;
     - after a resume each process restores its own state where the
       uninterrupted run stood: at the first ``before_train_epoch`` of an
       epoch-based loop (before the epoch's data are drawn), at the first
@@ -84,11 +88,40 @@ class RNGStateHook(Hook):
     def __init__(self) -> None:
         self._pending: Optional[List[dict]] = None
         self._val_state: Optional[dict] = None
+        self._gathered: Optional[tuple] = None  # (iteration, states)
+
+    def _gather_if_saving(self, runner, by_epoch: bool) -> None:
+        if get_world_size() == 1:
+            return  # before_save_checkpoint reads the one state itself
+        for hook in runner.hooks:
+            if isinstance(hook, CheckpointHook) and hook.by_epoch == by_epoch:
+                if by_epoch:
+                    due = self.every_n_epochs(
+                        runner, hook.interval, hook.save_begin) or (
+                            hook.save_last and self.is_last_train_epoch(runner))
+                else:
+                    due = self.every_n_train_iters(
+                        runner, hook.interval, hook.save_begin) or (
+                            hook.save_last and self.is_last_train_iter(runner))
+                if due:  # a collective: every rank decides alike
+                    self._gathered = (runner.iter,
+                                      all_gather_object(get_rng_state()))
+                return
+
+    def after_train_epoch(self, runner) -> None:
+        self._gather_if_saving(runner, by_epoch=True)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        self._gather_if_saving(runner, by_epoch=False)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        states = all_gather_object(get_rng_state()) \
-            if get_world_size() > 1 else [get_rng_state()]
-        checkpoint[_KEY] = states
+        if get_world_size() == 1:
+            checkpoint[_KEY] = [get_rng_state()]
+        elif self._gathered is not None and self._gathered[0] == runner.iter:
+            checkpoint[_KEY] = self._gathered[1]
+        # A save this hook did not foresee (on the main process only) keeps
+        # no states: a resume then continues with other random numbers.
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Called for ``load_from`` and for ``resume`` alike; which one it
