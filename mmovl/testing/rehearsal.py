@@ -476,7 +476,8 @@ def _test(rehearsal: Rehearsal, root: str, env: dict, ckpt: str,
         cmd = [sys.executable, _tool('test.py'), rehearsal.config_file(root),
                ckpt, '--work-dir', work_dir] + opts
     else:
-        cmd = ['bash', _tool('dist_test.sh'), rehearsal.config_file(root), ckpt,
+        cmd = ['bash', _tool('dist_test.sh'), rehearsal.config_file(root),
+               ckpt,
                str(gpus), '--work-dir', work_dir] + opts
         env = dict(env, PORT=_free_port())
     result = _run(cmd, root, env, f'{rehearsal.name}: test ({gpus} proc)',

@@ -107,8 +107,8 @@ def test_resume_gives_the_same_weights(tmp_path, tiny_world):
     assert ckpt['optimizer']['state']
 
 
-def test_resume_with_random_flips_gives_the_same_weights(tmp_path,
-                                                        tiny_world):
+def test_resume_with_random_flips_gives_the_same_weights(
+        tmp_path, tiny_world):
     """With the real configs' random flips too, epoch 1's checkpoint resumed
     for 1 more epoch ends with the uninterrupted run's weights:
     RNGStateHook restores the generators (without it epoch 2 flips other

@@ -98,7 +98,8 @@ class RNGStateHook(Hook):
                 if by_epoch:
                     due = self.every_n_epochs(
                         runner, hook.interval, hook.save_begin) or (
-                            hook.save_last and self.is_last_train_epoch(runner))
+                            hook.save_last
+                            and self.is_last_train_epoch(runner))
                 else:
                     due = self.every_n_train_iters(
                         runner, hook.interval, hook.save_begin) or (
