@@ -7,8 +7,9 @@ In CI every real config trains, is killed after its first checkpoint and
 resumed (weights equal to an uninterrupted run), and tests (the method's
 metric keys), except that an alias (a second file name with the same
 settings) only trains and tests; one config per method also trains and
-tests on 2 processes (metrics equal to 1 process) and trains with --amp. ``make rehearse``
-(``python tools/misc/rehearse.py``) runs every step of every config; so does
+tests on 2 processes (metrics equal to 1 process) and trains with --amp.
+``make rehearse`` (``python tools/misc/rehearse.py``) runs every step of
+every config; so does
 this file with ``MMOVL_REHEARSE=full``. ``MMOVL_REHEARSAL_ROOT`` keeps the
 scratch folder (data, weights, caches) between sessions.
 """
