@@ -169,10 +169,17 @@ class Rehearsal:
         text = ('from mmengine.config import read_base\n\n'
                 'with read_base():\n'
                 f'    from {module} import *  # noqa: F401,F403\n\n' +
-                self.child)
+                self.child.format(names=_imagenet_names(4)))
         if not osp.isfile(path) or open(path).read() != text:
             atomic_write_text(path, text)
         return path
+
+
+def _imagenet_names(num: int) -> tuple:
+    """The first ``num`` ImageNet class names (the miniature ImageNet's
+    classes are the first wnids)."""
+    from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
+    return tuple(IMAGENET_CATEGORIES[:num])
 
 
 def _mkt_stage1_checkpoint(root: str, env: dict) -> None:
@@ -238,9 +245,8 @@ torch.save(dict(meta=dict(), state_dict=model.state_dict()), sys.argv[2])
 # 2 CPU cores (5.6 sentences/s measured under load). The miniature
 # ImageNet's vocabulary is its own 4 classes.
 _UNICL_MINI_VOCABULARY = '''
-from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
-
-_mini = dict(classes=IMAGENET_CATEGORIES[:4])
+# (the names are written out: a pure-Python config imports lazily)
+_mini = dict(classes={names!r})
 train_dataloader.dataset.label_sources[0].metainfo = _mini
 val_dataloader.dataset.metainfo = _mini
 test_dataloader.dataset.metainfo = _mini

@@ -1,11 +1,11 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 from .checkpoint import mmengine_safe_globals, safe_torch_load
-from .dist import (setup_cpu_distributed, teardown_distributed,
-                   write_test_json_on_main_only)
+from .dist import (CPUDistributedDataParallel, setup_cpu_distributed,
+                   teardown_distributed, write_test_json_on_main_only)
 from .fileio import TMP_PREFIX, atomic_write, atomic_write_text
 
 __all__ = [
-    'TMP_PREFIX', 'atomic_write', 'atomic_write_text', 'mmengine_safe_globals',
+    'CPUDistributedDataParallel', 'TMP_PREFIX', 'atomic_write', 'atomic_write_text', 'mmengine_safe_globals',
     'safe_torch_load', 'setup_cpu_distributed', 'teardown_distributed',
     'write_test_json_on_main_only'
 ]

@@ -1,10 +1,37 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 """Let the frameworks' distributed launchers run on machines without GPUs."""
+import logging
 import os
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
+from mmengine.registry import MODEL_WRAPPERS
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` for processes without GPUs (gloo).
+
+    PyTorch's DDP refuses ``SyncBatchNorm`` on CPU modules ("SyncBatchNorm
+    layers only work with GPU modules"), and ViLD's heads use SyncBN as the
+    authors' code does. Here its layers become ``BatchNorm`` (mmengine's
+    ``revert_sync_batchnorm``, as the runner does for a single process), so
+    each process normalises over its own batch, with a warning. On GPUs the
+    frameworks' own wrapper runs and SyncBN is kept.
+    """
+
+    def __init__(self, module, **kwargs) -> None:
+        if any(isinstance(m, torch.nn.SyncBatchNorm)
+               for m in module.modules()):
+            print_log(
+                'CPU distributed run: SyncBatchNorm needs GPUs, its layers '
+                'become BatchNorm (each process normalises its own batch).',
+                logger='current', level=logging.WARNING)
+            module = revert_sync_batchnorm(module)
+        super().__init__(module=module, **kwargs)
 
 
 def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
@@ -34,7 +61,7 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
             f'(torchrun, tools/dist_*.sh), not launcher={launcher!r}')
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
     wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel',
+        type='CPUDistributedDataParallel',
         broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper['device_ids'] = None
