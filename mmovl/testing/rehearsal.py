@@ -12,7 +12,7 @@ counts, worker counts, the logging interval and the seed are overridden,
 through ``--cfg-options``; and two things that random weights or a
 miniature data set force: the detectors' test score threshold (0: an
 untrained detector scores every class below 1e-4) and the vocabulary of
-UniCL's ImageNet validation (the miniature's 4 classes, not 1000).
+UniCL's ImageNet validation (the miniature's 5 classes, not 1000).
 
 The steps, for each config:
 
@@ -169,7 +169,8 @@ class Rehearsal:
         text = ('from mmengine.config import read_base\n\n'
                 'with read_base():\n'
                 f'    from {module} import *  # noqa: F401,F403\n\n' +
-                self.child.format(names=_imagenet_names(4)))
+                self.child.format(
+                    names=_imagenet_names(IMAGENET_MINI_CLASSES)))
         if not osp.isfile(path) or open(path).read() != text:
             atomic_write_text(path, text)
         return path
@@ -243,7 +244,8 @@ torch.save(dict(meta=dict(), state_dict=model.state_dict()), sys.argv[2])
 # the zero-shot evaluation encodes each with 12 templates through the
 # (training) text tower, 12,000 sentences an evaluation: 15-35 min on
 # 2 CPU cores (5.6 sentences/s measured under load). The miniature
-# ImageNet's vocabulary is its own 4 classes.
+# ImageNet's vocabulary is its own 5 classes (top-5 accuracy needs 5).
+IMAGENET_MINI_CLASSES = 5
 _UNICL_MINI_VOCABULARY = '''
 # (the names are written out: a pure-Python config imports lazily)
 _mini = dict(classes={names!r})
@@ -327,7 +329,8 @@ _DATA_MAKERS = {
     'open_images': ('mini_cls', 'make_open_images', 'data/openimages',
                     dict(num_train=8, num_test=8)),
     'imagenet': ('mini_cls', 'make_imagenet', 'data/imagenet',
-                 dict(train_per_class=2, val_per_class=2)),
+                 dict(num_classes=IMAGENET_MINI_CLASSES, train_per_class=2,
+                      val_per_class=1)),
     'coco': ('mini_det', 'make_coco', 'data/coco',
              dict(num_train=10, num_val=5)),
     'voc': ('mini_det', 'make_voc', 'data/voc',
