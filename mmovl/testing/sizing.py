@@ -67,8 +67,7 @@ def sizing_rows(rehearsals: Sequence, reports: Sequence,
         opts = rehearsal.options
         row = dict(
             config=rehearsal.config, method=rehearsal.method,
-            params_m=round(params['total'] / 1e6, 1),
-            trainable_m=round(params['trainable'] / 1e6, 1),
+            params=params['total'], trainable=params['trainable'],
             batch=opts.get('train_dataloader.batch_size'),
             s_per_iter=report.figures.get('s_per_iter'),
             peak_rss_gb=report.figures.get('peak_rss_gb'))
@@ -76,6 +75,11 @@ def sizing_rows(rehearsals: Sequence, reports: Sequence,
             row.update(_detection_sizes(rehearsal.config_path))
         rows.append(row)
     return rows
+
+
+def _millions(n: int) -> str:
+    # A prompt's few thousand parameters would round to 0.0 M.
+    return f'{n / 1e6:.1f}' if n >= 100000 else f'{n:,} (not M)'
 
 
 def sizing_table(rows: Sequence[dict]) -> str:
@@ -92,7 +96,8 @@ def sizing_table(rows: Sequence[dict]) -> str:
             det = (f'{r["rpn_train"]}, {r["rpn_test"]}', r['rois_train'],
                    r['dets_test'])
         lines.append(
-            f'| {r["config"]} | {r["params_m"]} | {r["trainable_m"]} | '
+            f'| {r["config"]} | {_millions(r["params"])} | '
+            f'{_millions(r["trainable"])} | '
             f'{r["batch"]} | {r["s_per_iter"]} | {r["peak_rss_gb"]} | '
             f'{det[0]} | {det[1]} | {det[2]} |')
     return '\n'.join(lines)
