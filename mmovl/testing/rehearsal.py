@@ -264,6 +264,26 @@ _LVIS_KEYS = ('lvis/bbox_AP', 'lvis/bbox_APr', 'lvis/bbox_APc',
               'lvis/bbox_APf', 'lvis/segm_APr')
 _OVCOCO_KEYS = ('coco/novel_ap50', 'coco/base_ap50')
 
+
+def _vild_rehearsal(config: str, data: str,
+                    metric_keys: Tuple[str, ...]) -> Rehearsal:
+    """A ViLD config: 2 iterations on the LVIS or COCO miniature, with the
+    CLIP proposal embeddings precomputed into the store its data base
+    reads."""
+    dataset_base, store = {
+        'lvis': ('_base_/datasets/lvis_v1_ov.py',
+                 'data/lvis_v1/vild_embeds/train'),
+        'coco': ('_base_/datasets/coco_ov_48_17.py',
+                 'data/coco/vild_embeds/train2017'),
+    }[data]
+    return Rehearsal(
+        config, 'ViLD', (data, ), (CLIP_B32, ), metric_keys,
+        options=_det_options(), extra=('torchvision_resnet50', ),
+        first_ckpt='iter_1.pth', last_ckpt='iter_2.pth',
+        validate_in_training=False,
+        prepare=_vild_proposals(dataset_base, store))
+
+
 REHEARSALS: Dict[str, Rehearsal] = {
     r.name: r
     for r in [
@@ -279,28 +299,12 @@ REHEARSALS: Dict[str, Rehearsal] = {
                   (CLIP_B16, ), _LT_KEYS, extra=('resnet101_in1k', )),
         Rehearsal('cprfl/cprfl_r101_80e_voc_lt.py', 'CPRFL', ('voc', ),
                   (CLIP_B16, ), _LT_KEYS, extra=('resnet101_in1k', )),
-        Rehearsal('vild/vild_r50_fpn_32xb8_180k_lvis_v1_base.py', 'ViLD',
-                  ('lvis', ), (CLIP_B32, ), _LVIS_KEYS,
-                  options=_det_options(), extra=('torchvision_resnet50', ),
-                  first_ckpt='iter_1.pth', last_ckpt='iter_2.pth',
-                  validate_in_training=False,
-                  prepare=_vild_proposals('_base_/datasets/lvis_v1_ov.py',
-                                          'data/lvis_v1/vild_embeds/train')),
-        Rehearsal('vild/vild_ens_r50_fpn_32xb8_180k_lvis_v1_base.py', 'ViLD',
-                  ('lvis', ), (CLIP_B32, ), _LVIS_KEYS,
-                  options=_det_options(), extra=('torchvision_resnet50', ),
-                  first_ckpt='iter_1.pth', last_ckpt='iter_2.pth',
-                  validate_in_training=False,
-                  prepare=_vild_proposals('_base_/datasets/lvis_v1_ov.py',
-                                          'data/lvis_v1/vild_embeds/train')),
-        Rehearsal('vild/vild_r50_fpn_32xb8_180k_coco_ov_48_17.py', 'ViLD',
-                  ('coco', ), (CLIP_B32, ), _OVCOCO_KEYS,
-                  options=_det_options(), extra=('torchvision_resnet50', ),
-                  first_ckpt='iter_1.pth', last_ckpt='iter_2.pth',
-                  validate_in_training=False,
-                  prepare=_vild_proposals(
-                      '_base_/datasets/coco_ov_48_17.py',
-                      'data/coco/vild_embeds/train2017')),
+        _vild_rehearsal('vild/vild_r50_fpn_32xb8_180k_lvis_v1_base.py',
+                        'lvis', _LVIS_KEYS),
+        _vild_rehearsal('vild/vild_ens_r50_fpn_32xb8_180k_lvis_v1_base.py',
+                        'lvis', _LVIS_KEYS),
+        _vild_rehearsal('vild/vild_r50_fpn_32xb8_180k_coco_ov_48_17.py',
+                        'coco', _OVCOCO_KEYS),
         Rehearsal('unicl/unicl_vit_b16_32e_in1k.py', 'UniCL', ('imagenet', ),
                   (), ('accuracy/top1', 'accuracy/top5'),
                   child=_UNICL_MINI_VOCABULARY),
