@@ -5,7 +5,7 @@ Both fine-tune the same pretrained backbone (the toy CLIP's image tower) on
 the same data (annotations/instances_train_lt.json, all 30 labels) with the
 same ASL loss and schedule; only the head differs. Prints
 total / head / medium / tail mAP on the toy test set (groups from the
-long-tailed training counts: head > 100 images, tail < 20). Then, as
+long-tailed training counts: head >= 100 images, tail < 20). Then, as
 CPRFL's prompts come from label names, it trains CPRFL on the balanced
 toy world's 24 seen labels and prints its ZSL (6 unseen labels) and GZSL
 (all 30) scores.

@@ -66,7 +66,7 @@ def class_image_counts(coco: dict) -> List[Tuple[str, int]]:
 
 def frequency_group(count: int) -> str:
     """'head', 'medium' or 'tail' for a class with ``count`` images."""
-    if count > HEAD_THR:
+    if count >= HEAD_THR:
         return 'head'
     return 'tail' if count < TAIL_THR else 'medium'
 
@@ -83,8 +83,8 @@ def long_tail_summary(coco: dict) -> str:
         f'{len(coco["images"])} images ({unlabelled} without any label), '
         f'{len(coco["annotations"])} annotations',
         f'{len(counts)} classes: {len(groups["head"])} head '
-        f'(> {HEAD_THR} images), {len(groups["medium"])} medium '
-        f'({TAIL_THR}-{HEAD_THR}), {len(groups["tail"])} tail '
+        f'(>= {HEAD_THR} images), {len(groups["medium"])} medium '
+        f'({TAIL_THR}-{HEAD_THR - 1}), {len(groups["tail"])} tail '
         f'(< {TAIL_THR})'
     ]
     for group, members in groups.items():

@@ -28,7 +28,7 @@ the converters' output. Everything is deterministic for a seed.
 
 Class frequencies are uneven (a power law), but with a few dozen images
 every class of COCO-LT / VOC-LT has fewer than 20 training images: all are
-'tail' under the benchmarks' thresholds (head > 100, tail < 20), and the
+'tail' under the benchmarks' thresholds (head >= 100, tail < 20), and the
 head / medium groups of ``ZSLMultiLabelMetric`` are empty (NaN).
 """
 import contextlib

@@ -17,7 +17,8 @@ from mmovl.evaluation import ZSLMultiLabelMetric
 
 CLASSES = ('cat', 'dog', 'sky', 'car', 'tree', 'boat')
 UNSEEN = ('sky', 'boat')  # columns 2 and 5
-FREQUENCIES = [500, 101, 100, 20, 19, 3]  # head, head, medium x2, tail x2
+# head x3 (>= 100), medium (20-99), tail x2 (< 20): the borders 100 / 20
+FREQUENCIES = [500, 101, 100, 20, 19, 3]
 
 
 def make_problem(n=23, seed=0):
@@ -82,8 +83,8 @@ def expected_metrics(scores, target, ks, unseen_cols=None, freq=None):
     if freq is not None:
         groups = dict(
             mAP=range(len(freq)),
-            head_mAP=[c for c, f in enumerate(freq) if f > 100],
-            medium_mAP=[c for c, f in enumerate(freq) if 20 <= f <= 100],
+            head_mAP=[c for c, f in enumerate(freq) if f >= 100],
+            medium_mAP=[c for c, f in enumerate(freq) if 20 <= f <= 99],
             tail_mAP=[c for c, f in enumerate(freq) if f < 20])
         for key, cols in groups.items():
             out[f'lt/{key}'] = mean_ap(scores, target, cols)
@@ -184,6 +185,24 @@ def test_invalid_configurations():
         ZSLMultiLabelMetric(head_thr=10, tail_thr=20)
     with pytest.raises(ValueError, match='k must be'):
         ZSLMultiLabelMetric(k=0)
+
+
+def test_long_tail_groups_at_the_borders():
+    """CPRFL's metrics.py: head >= 100 training images, medium 20-99, tail
+    < 20. Each class's AP is made 100 or 50 by hand, so each group's mean
+    says which classes it holds."""
+    # 2 images; a class is ranked right (AP 100) or wrong (AP 50)
+    target = np.array([[1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]])
+    right, wrong = [0.9, 0.1], [0.1, 0.9]
+    # AP 100 for 101 and 99 images, 50 for 100, 20, 19 and 3
+    cols = [right, wrong, right, wrong, wrong, wrong]
+    scores = np.array(cols, dtype=np.float32).T
+    freq = [101, 100, 99, 20, 19, 3]
+    results = ZSLMultiLabelMetric.calculate(
+        scores, target, k=1, class_frequencies=freq)
+    assert results['lt/head_mAP'] == pytest.approx(75.0)  # 101 and 100
+    assert results['lt/medium_mAP'] == pytest.approx(75.0)  # 99 and 20
+    assert results['lt/tail_mAP'] == pytest.approx(50.0)  # 19 and 3
 
 
 def test_empty_unseen_set_reports_no_zsl():

@@ -55,9 +55,10 @@ COCO_CATEGORIES = [
 # The 121 listed images and the 9 others.
 LISTED = list(range(5001, 5122))
 OTHERS = list(range(5122, 5131))
-# Which listed images (by position) show each class: person on 101 images
-# (head), dog on 100 and traffic light on 20 (medium, at both borders),
-# hair drier on 19 and toaster on none (tail). LISTED[120] has no box.
+# Which listed images (by position) show each class: person on 101 and dog
+# on 100 images (head, dog at its border), traffic light on 20 (medium, at
+# its border), hair drier on 19 and toaster on none (tail). LISTED[120] has
+# no box.
 PLAN = {
     'person': LISTED[0:101],
     'dog': LISTED[10:110],
@@ -136,9 +137,11 @@ def test_coco_lt_keeps_listed_images_and_their_annotations(
     assert coco['licenses'] == [dict(id=1, name='test')]
     printed = capsys.readouterr().out
     assert '121 images (1 without any label), 241 annotations' in printed
-    assert ('5 classes: 1 head (> 100 images), 2 medium (20-100), 2 tail '
+    # 100 images is head, 20 medium (CPRFL's metrics.py)
+    assert ('5 classes: 2 head (>= 100 images), 1 medium (20-99), 2 tail '
             '(< 20)') in printed
-    assert 'head: person 101' in printed
+    assert 'head: person 101, dog 100' in printed
+    assert 'medium: traffic light 20' in printed
 
 
 def test_coco_lt_without_list_and_dataset(coco_files):
@@ -342,7 +345,7 @@ def test_voc_images_boxes_and_names(voc_dir, tmp_path, capsys):
     }
     printed = capsys.readouterr().out
     assert '3 images (0 without any label), 7 annotations' in printed
-    assert '20 classes: 0 head (> 100 images), 0 medium (20-100), 20 tail' \
+    assert '20 classes: 0 head (>= 100 images), 0 medium (20-99), 20 tail' \
         in printed
     # only 000001.jpg exists
     assert 'note: 2 of the 3 images are not under' in printed

@@ -35,7 +35,7 @@ Output: the input's fields (``info``, ``licenses``...) as they are, every
 category in the input's order, the listed images and all annotations of those
 images in the input's order. It is written to a temporary file and renamed;
 identical inputs give identical bytes. The tool prints each class's number of
-images and the head (> 100 images) / medium (20-100) / tail (< 20) groups
+images and the head (>= 100 images) / medium (20-99) / tail (< 20) groups
 that :class:`mmovl.evaluation.ZSLMultiLabelMetric` reports on; these groups
 are meaningful for the training file.
 """

@@ -49,8 +49,8 @@ identical bytes):
 - ``categories``: readable names for the text encoder (``dining table``,
   ``potted plant``, ``tv monitor``...), VOC's identifier in ``voc_name``.
 
-The tool prints each class's number of images and the head (> 100 images) /
-medium (20-100) / tail (< 20) groups (meaningful for the training file).
+The tool prints each class's number of images and the head (>= 100 images) /
+medium (20-99) / tail (< 20) groups (meaningful for the training file).
 """
 import argparse
 import math

@@ -9,7 +9,7 @@
 #   images (the image list of the distribution-balanced-loss release, Wu et
 #   al. 2020) with their instances from instances_train2017.json; images
 #   under data/coco/train2017/. Its per-class image counts give the head
-#   (> 100) / medium (20-100) / tail (< 20) groups of the test metrics.
+#   (>= 100) / medium (20-99) / tail (< 20) groups of the test metrics.
 # - data/coco/annotations/coco_lt_test.json: the 5,000 COCO-LT test images
 #   (from val2017), images under data/coco/val2017/.
 # - checkpoints/clip_vit_b16_openai.safetensors: OpenAI's CLIP ViT-B/16 as a

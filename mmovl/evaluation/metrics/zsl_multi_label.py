@@ -15,8 +15,9 @@ from ..functional.multi_label import (_average_precision, _check_k,
                                       _Positives, _precision_recall_f1,
                                       _to_numpy)
 
-#: Default long-tail groups (COCO-LT / VOC-LT): head classes have more
-#: training images than HEAD_THR, tail classes fewer than TAIL_THR.
+#: Default long-tail groups (COCO-LT / VOC-LT, as CPRFL's ``metrics.py``):
+#: head classes have at least HEAD_THR training images, tail classes fewer
+#: than TAIL_THR (COCO-LT 22 / 33 / 25, VOC-LT 6 / 6 / 8).
 HEAD_THR = 100
 TAIL_THR = 20
 
@@ -59,8 +60,8 @@ class ZSLMultiLabelMetric(BaseMetric):
       the images with at least one unseen positive (ZSL).
     - ``lt/mAP``, ``lt/head_mAP``, ``lt/medium_mAP``, ``lt/tail_mAP``: only
       when class frequencies are known; mAP over all labels and over the
-      head (more than ``head_thr`` training images), medium (``tail_thr`` to
-      ``head_thr``) and tail (fewer than ``tail_thr``) groups.
+      head (at least ``head_thr`` training images), medium (``tail_thr``
+      to ``head_thr - 1``) and tail (fewer than ``tail_thr``) groups.
 
     mAP averages the AP of the labels with at least one positive, with
     sklearn's handling of tied scores; P/R/F1@k pool the top-k predictions of
@@ -89,8 +90,8 @@ class ZSLMultiLabelMetric(BaseMetric):
             Defaults to (3, 5).
         unseen_classes (Sequence[str], optional): Names of the unseen
             classes. Defaults to None (use ``dataset_meta``).
-        head_thr (int): Head classes have more training images than this.
-            Defaults to 100.
+        head_thr (int): Head classes have at least this many training
+            images. Defaults to 100.
         tail_thr (int): Tail classes have fewer training images than this.
             Defaults to 20.
         collect_device (str): Device used to collect results from different
@@ -236,8 +237,8 @@ class ZSLMultiLabelMetric(BaseMetric):
                 labels. Defaults to None (no ZSL metrics).
             class_frequencies (Sequence[int], optional): Training images per
                 class. Defaults to None (no long-tailed metrics).
-            head_thr (int): Head classes have more training images than this.
-                Defaults to 100.
+            head_thr (int): Head classes have at least this many training
+                images. Defaults to 100.
             tail_thr (int): Tail classes have fewer training images than
                 this. Defaults to 20.
 
@@ -284,9 +285,9 @@ class ZSLMultiLabelMetric(BaseMetric):
 
         if class_frequencies is not None:
             results['lt/mAP'] = _nanmean(ap)
-            results['lt/head_mAP'] = _nanmean(ap[freq > head_thr])
+            results['lt/head_mAP'] = _nanmean(ap[freq >= head_thr])
             results['lt/medium_mAP'] = _nanmean(ap[(freq >= tail_thr)
-                                                   & (freq <= head_thr)])
+                                                   & (freq < head_thr)])
             results['lt/tail_mAP'] = _nanmean(ap[freq < tail_thr])
         return results
 
