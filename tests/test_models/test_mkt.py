@@ -202,3 +202,106 @@ def test_cls_data_preprocessor_builds_under_the_mmdet_scope():
         pre = build_cls_data_preprocessor(dict(mean=[1, 2, 3], std=[4, 5, 6]))
     assert type(pre) is ClsDataPreprocessor
     assert pre.mean.flatten().tolist() == [1, 2, 3]
+
+
+def _two_stream_by_hand(model, x, label_embeds, topk=3):
+    """MKT's scores written out as the official ``CLIPVIT.forward`` does:
+    raw projected tokens, top-k mean of the patch scores, each stream
+    normalised across the labels given, then averaged."""
+    cls, patches = model.extract_feat(x)
+    proj = model.head.proj.weight.t()
+    dist_feat, pred_feat = cls @ proj, patches @ proj
+    score1 = torch.topk(pred_feat @ label_embeds.t(), k=topk,
+                        dim=1)[0].mean(dim=1)
+    score2 = dist_feat @ label_embeds.t()
+    score1 = score1 / score1.norm(dim=-1, keepdim=True)
+    score2 = score2 / score2.norm(dim=-1, keepdim=True)
+    return (score1 + score2) / 2
+
+
+def test_zsl_scores_come_from_the_unseen_vocabulary_alone(ckpt):
+    """As the official test loop: the unseen labels alone are scored
+    (normalised across them), not sliced from the all-label scores."""
+    path, _ = ckpt
+    torch.manual_seed(3)
+    model = _mkt(path).eval()
+    with torch.no_grad():
+        model.head.init_proj(torch.randn_like(model.backbone.proj))
+    seen, unseen = ['red circle', 'blue square', 'cat'], ['dog', 'yellow star']
+    model.set_vocabulary(seen + unseen)
+    x = torch.randn(4, 3, 32, 32)
+    assert 'zsl_score' not in model.predict(x)[0]
+    model.set_zsl_vocabulary(unseen)
+    with torch.no_grad():
+        preds = model.predict(x)
+        all_scores = _two_stream_by_hand(
+            model, x, model.teacher.encode_labels(seen + unseen))
+        zsl_scores = _two_stream_by_hand(model, x,
+                                         model.teacher.encode_labels(unseen))
+    got = torch.stack([p.pred_score for p in preds])
+    got_zsl = torch.stack([p.zsl_score for p in preds])
+    torch.testing.assert_close(got, all_scores)
+    torch.testing.assert_close(got_zsl, zsl_scores)
+    assert not torch.allclose(got_zsl, got[:, 3:], atol=1e-3)
+    model.set_zsl_vocabulary(None)
+    assert 'zsl_score' not in model.predict(x)[0]
+    with pytest.raises(ValueError, match='single label'):
+        model.set_zsl_vocabulary(['dog'])
+
+
+def test_distillation_skips_images_without_a_positive(ckpt):
+    """The official loop drops images without a positive from the batch
+    before both losses."""
+    path, clip = ckpt
+    torch.manual_seed(4)
+    model = _mkt(path)
+    names = ['red circle', 'blue square', 'green cross', 'cat']
+    model.set_vocabulary(names)
+    with torch.no_grad():
+        model.head.init_proj(torch.randn_like(model.backbone.proj))
+    x = torch.randn(4, 3, 32, 32)
+    labels = [[0], [], [1, 2], []]
+    losses = model.loss(x, _samples(labels, 4))
+    e_cls = model.head.embed(model.extract_feat(x))[0]
+    with torch.no_grad():
+        teacher = clip.encode_image(x)
+    keep = [0, 2]
+    torch.testing.assert_close(losses['loss_distill'],
+                               F.l1_loss(e_cls[keep], teacher[keep]))
+    every = _mkt(path, distill_images='all')
+    every.load_state_dict(model.state_dict())
+    every.set_vocabulary(names)
+    torch.testing.assert_close(
+        every.loss(x, _samples(labels, 4))['loss_distill'],
+        F.l1_loss(e_cls, teacher))
+    # no positive at all: 0, and backward still runs
+    none = model.loss(x, _samples([[]] * 4, 4))
+    assert none['loss_distill'].item() == 0
+    (none['loss_distill'] + none['loss_rank']).backward()
+    with pytest.raises(ValueError, match='distill_images'):
+        _mkt(path, distill_images='some')
+
+
+def test_real_config_puts_no_weight_decay_on_1d_parameters(ckpt):
+    """The official ``param_groups_lrd``: weight decay on every trainable
+    parameter with more than one dimension, none on 1-D ones (attention
+    ``in_proj_bias`` included)."""
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    path, _ = ckpt
+    cfg = Config.fromfile('configs/mkt/mkt_vit_b16_20e_nuswide.py')
+    model = _mkt(path)
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    decay = {}
+    for group in optim.optimizer.param_groups:
+        for p in group['params']:
+            decay[id(p)] = group['weight_decay']
+    checked = 0
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        expected = 0.0 if p.ndim == 1 else cfg.optim_wrapper.optimizer[
+            'weight_decay']
+        assert decay[id(p)] == expected, name
+        checked += 'in_proj_bias' in name
+    assert checked > 0

@@ -201,3 +201,79 @@ def test_tuned_prompt_encodes_unseen_names(ckpt, teacher):
     model.train()
     assert model.label_embeds().requires_grad
     assert model.label_embeds() is not model.label_embeds()
+
+
+MKT_TEMPLATE = 'There is a {} in the scene'
+
+
+def _official_stage2(clip, tokenizer, learned_rows, names):
+    """MKT's official stage-2 text encoder written out: CLIP's token
+    embedding table with some rows trained, the name positions (from
+    index 4) overwritten by the name tokens' original embeddings, then
+    CLIP's text transformer; raw (unnormalised) features."""
+    table = clip.token_embedding.weight.detach().clone()
+    original = table.clone()
+    for token_id, row in learned_rows.items():
+        table[token_id] = row
+    tokens = tokenizer([MKT_TEMPLATE.format(n) for n in names])
+    x = table[tokens]
+    for i, name in enumerate(names):
+        length = len(tokenizer.encode(name))
+        x[i, 4:4 + length] = original[tokens[i, 4:4 + length]]
+    x = x + clip.positional_embedding[:x.shape[1]]
+    x = clip.transformer(x, attn_mask=clip.attn_mask[:x.shape[1], :x.shape[1]])
+    x = clip.ln_final(x)
+    x = x[torch.arange(len(names)), tokens.argmax(dim=-1)]
+    return x @ clip.text_projection
+
+
+def test_all_but_name_learns_the_official_tokens(teacher):
+    clip, tokenizer = teacher.clip, teacher.tokenizer
+    prompts = MKTPromptLearner(clip, tokenizer, MKT_TEMPLATE,
+                               learn='all_but_name', normalize=False)
+    words = tokenizer.encode('there is a') + tokenizer.encode('in the scene')
+    sot, eot = tokenizer([''])[0, :2].tolist()
+    assert prompts.learned_ids == (sot, *words, eot)
+    assert [n for n, _ in prompts.named_parameters()] == ['token_vectors']
+    # names holding template words ('a', 'the', 'in') keep their own
+    # embeddings at the name's positions
+    names = SEEN + ['a cat in the box']
+    with torch.no_grad():
+        start = prompts.encode(names, clip, tokenizer)
+        torch.testing.assert_close(
+            start, clip.encode_text(tokenizer(
+                [MKT_TEMPLATE.format(n) for n in names])))
+        prompts.token_vectors.add_(
+            torch.randn_like(prompts.token_vectors))
+        rows = dict(zip(prompts.learned_ids, prompts.token_vectors))
+        torch.testing.assert_close(
+            prompts.encode(names, clip, tokenizer),
+            _official_stage2(clip, tokenizer, rows, names))
+    # a repeated template word is one row, as in the table
+    twice = MKTPromptLearner(clip, tokenizer, 'a photo of a {}.',
+                             learn='all_but_name')
+    assert len(twice.learned_ids) == 6  # start, a, photo, of, ., end
+    embeds = twice.encode(['dog'], clip, tokenizer)
+    torch.testing.assert_close(embeds.norm(dim=-1), torch.ones(1))
+    embeds.sum().backward()
+    assert twice.token_vectors.grad.abs().sum(dim=1).gt(0).all()
+
+
+def test_all_but_name_stage2_trains_the_vectors_only(ckpt):
+    model = _stage2(ckpt, prompt_learner=dict(
+        type='MKTPromptLearner', init_template=MKT_TEMPLATE,
+        learn='all_but_name', normalize=False))
+    model.train()
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable == ['prompt_learner.token_vectors']
+    model.set_vocabulary(SEEN)
+    model.loss(torch.randn(3, 3, 32, 32),
+               _samples([[0], [1, 2], [3]]))['loss_rank'].backward()
+    assert model.prompt_learner.token_vectors.grad.abs().sum() > 0
+    # eval embeddings are cached until the vectors change
+    model.eval()
+    first = model.label_embeds()
+    assert model.label_embeds() is first
+    with torch.no_grad():
+        model.prompt_learner.token_vectors.mul_(1.1)
+    assert model.label_embeds() is not first

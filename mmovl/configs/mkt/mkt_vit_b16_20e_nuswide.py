@@ -52,14 +52,9 @@ optim_wrapper = dict(
     type=OptimWrapper,
     optimizer=dict(type=AdamW, lr=1e-3, weight_decay=0.05),
     constructor=LearningRateDecayOptimWrapperConstructor,
-    paramwise_cfg=dict(
-        layer_decay_rate=0.65,
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        custom_keys={
-            '.class_embedding': dict(decay_mult=0.0),
-            '.positional_embedding': dict(decay_mult=0.0),
-        }))
+    # As the official param_groups_lrd: no weight decay on any 1-D parameter
+    # (biases, attention in_proj_bias, norms, the class embedding).
+    paramwise_cfg=dict(layer_decay_rate=0.65, flat_decay_mult=0.0))
 param_scheduler = [
     dict(type=LinearLR, start_factor=1e-3, by_epoch=True, begin=0,
          end=warmup_epochs, convert_to_iter_based=True),

@@ -7,7 +7,11 @@ from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from .utils import VocabularyHeadClassifier, build_cls_data_preprocessor
+from ..heads.utils import multi_hot_targets
+from .utils import (VocabularyHeadClassifier, build_cls_data_preprocessor,
+                    check_vocabulary)
+
+_DISTILL_IMAGES = ('with_positive', 'all')
 
 
 @MODELS.register_module()
@@ -34,6 +38,20 @@ class MKT(VocabularyHeadClassifier):
     ``LoadTeacherEmbedding`` transform): when every data sample carries a
     ``teacher_embed``, the teacher is not run.
 
+    As in the official code, the images without a positive label are left
+    out of both losses (``distill_images='with_positive'``): the rank loss
+    drops them (``RankLoss(drop_no_positive=True)``) and so does the
+    distillation. ``distill_images='all'`` distils every image.
+
+    Zero-shot evaluation as the official code: besides the vocabulary of all
+    labels (``pred_score``, GZSL), :meth:`set_zsl_vocabulary` (called by
+    ``VocabularyHook`` with the evaluation set's ``unseen_classes``) gives a
+    second vocabulary that the images are scored with as well, alone: its
+    scores, normalised across those labels only, go into each sample's
+    ``zsl_score`` for ``ZSLMultiLabelMetric(zsl_protocol='unseen_vocabulary')``.
+    Slicing the unseen columns out of the all-label scores would not give
+    the same numbers, since each stream is normalised across the vocabulary.
+
     Stage 2 (prompt tuning) gives a ``prompt_learner``
     (:class:`~mmovl.models.prompts.MKTPromptLearner`): the label embeddings
     then come from its learnable context run through the teacher's frozen
@@ -59,6 +77,10 @@ class MKT(VocabularyHeadClassifier):
         freeze_student (bool): Freeze the backbone and the head, so that only
             the prompt learner trains (stage 2); needs ``prompt_learner`` and
             ``distill_weight=0``. Defaults to False.
+        distill_images (str): Which images the distillation averages over:
+            ``'with_positive'`` (those with a positive training label, the
+            images the rank loss keeps; the official code) or ``'all'``.
+            Defaults to ``'with_positive'``.
         init_head_from_backbone (bool): Start the head's projection from
             CLIP's visual projection, as the official code. Defaults to True.
         data_preprocessor (dict, optional): Defaults to None
@@ -82,6 +104,7 @@ class MKT(VocabularyHeadClassifier):
                  prompt_learner: Optional[dict] = None,
                  freeze_student: bool = False,
                  init_head_from_backbone: bool = True,
+                 distill_images: str = 'with_positive',
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         data_preprocessor = build_cls_data_preprocessor(data_preprocessor)
@@ -94,9 +117,13 @@ class MKT(VocabularyHeadClassifier):
         if prompt_learner is not None and templates is not None:
             raise ValueError('The prompt learner makes the label embeddings; '
                              'templates would be ignored.')
+        if distill_images not in _DISTILL_IMAGES:
+            raise ValueError(f'distill_images must be one of '
+                             f'{_DISTILL_IMAGES}, got {distill_images!r}.')
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.freeze_student = freeze_student
+        self.distill_images = distill_images
         self.backbone = MODELS.build(backbone)
         proj = self.backbone.proj
         head = dict(head)
@@ -114,8 +141,11 @@ class MKT(VocabularyHeadClassifier):
         self.templates = templates
         self.vocabulary: Optional[List[str]] = None
         self._label_embeds: Optional[torch.Tensor] = None
+        self.zsl_vocabulary: Optional[List[str]] = None
         self.prompt_learner = None
-        self._cached_ctx: Optional[torch.Tensor] = None
+        # Label embeddings of the prompt learner in eval mode, per
+        # vocabulary: (names, context they were encoded with, embeddings).
+        self._prompt_cache: Dict[str, tuple] = {}
         if prompt_learner is not None:
             self.prompt_learner = MODELS.build(
                 prompt_learner,
@@ -139,35 +169,64 @@ class MKT(VocabularyHeadClassifier):
         return self
 
     # -- vocabulary -------------------------------------------------------
+    def set_zsl_vocabulary(self, names: Optional[Sequence[str]]) -> None:
+        """Also score these label names alone at prediction time, into each
+        sample's ``zsl_score`` (the unseen labels for ZSL); None stops it.
+        """
+        if names is not None:
+            names = check_vocabulary(names)
+            if len(names) < 2 and self.head.combine == 'normalized_mean':
+                raise ValueError(
+                    f'A ZSL vocabulary of {len(names)} label cannot be '
+                    'ranked: the two-stream scores are normalised across the '
+                    'labels, so a single label always scores the same.')
+        self.zsl_vocabulary = names
+
     def label_embeds(self) -> torch.Tensor:
-        """(C, D) L2-normalised embeddings of the current vocabulary."""
+        """(C, D) embeddings of the current vocabulary (L2-normalised, unless
+        a prompt learner with ``normalize=False`` makes them)."""
         if self.vocabulary is None:
             raise RuntimeError(
                 'MKT needs a vocabulary: call set_vocabulary() or add '
                 'VocabularyHook to custom_hooks')
         if self.prompt_learner is not None:
-            return self._prompt_label_embeds()
+            return self._prompt_label_embeds(self.vocabulary, 'vocabulary')
         if self._label_embeds is None:
             self._label_embeds = self.teacher.encode_labels(
                 self.vocabulary, self.templates)
         return self._label_embeds.to(self.backbone.proj.device)
 
-    def _prompt_label_embeds(self) -> torch.Tensor:
+    def zsl_label_embeds(self) -> torch.Tensor:
+        """(U, D) embeddings of the ZSL vocabulary, see
+        :meth:`set_zsl_vocabulary`."""
+        if self.zsl_vocabulary is None:
+            raise RuntimeError('No ZSL vocabulary: call set_zsl_vocabulary()')
+        if self.prompt_learner is not None:
+            return self._prompt_label_embeds(self.zsl_vocabulary, 'zsl')
+        # The teacher keeps them in memory per vocabulary.
+        return self.teacher.encode_labels(
+            self.zsl_vocabulary,
+            self.templates).to(self.backbone.proj.device)
+
+    def _prompt_label_embeds(self, names: List[str],
+                             slot: str) -> torch.Tensor:
         teacher = self.teacher
         if self.training:  # differentiable, with the context of this step
-            return self.prompt_learner.encode(self.vocabulary, teacher.clip,
+            return self.prompt_learner.encode(names, teacher.clip,
                                               teacher.tokenizer)
-        # Cached while the context stays the same (it may change by loading
-        # weights as well as by training).
-        ctx = self.prompt_learner.ctx.detach()
-        cached = self._cached_ctx
-        if self._label_embeds is None or cached is None or \
-                cached.device != ctx.device or not torch.equal(cached, ctx):
+        # Cached while the learned vectors stay the same (they may change by
+        # loading weights as well as by training).
+        ctx = self.prompt_learner.learned_state()
+        cached = self._prompt_cache.get(slot)
+        if cached is None or cached[0] != tuple(names) or \
+                cached[1].device != ctx.device or \
+                not torch.equal(cached[1], ctx):
             with torch.no_grad():
-                self._label_embeds = self.prompt_learner.encode(
-                    self.vocabulary, teacher.clip, teacher.tokenizer)
-            self._cached_ctx = ctx.clone()
-        return self._label_embeds
+                embeds = self.prompt_learner.encode(names, teacher.clip,
+                                                    teacher.tokenizer)
+            cached = self._prompt_cache[slot] = (tuple(names), ctx.clone(),
+                                                 embeds)
+        return cached[2]
 
     def get_layer_depth(self, param_name: str):
         """Layer depth of a parameter for layer-wise lr decay (the head is
@@ -202,10 +261,38 @@ class MKT(VocabularyHeadClassifier):
         with torch.set_grad_enabled(torch.is_grad_enabled()
                                     and not self.freeze_student):
             feats = self.extract_feat(inputs)
+        label_embeds = self.label_embeds()
         losses, e_cls = self.head.loss(
-            feats, self.label_embeds(), data_samples, return_embeds=True)
+            feats, label_embeds, data_samples, return_embeds=True)
         if self.distill_weight > 0:
-            target = self.teacher_embeds(inputs, data_samples)
-            losses['loss_distill'] = self.distill_weight * F.l1_loss(
-                e_cls, target)
+            if self.distill_images == 'with_positive':
+                target = multi_hot_targets(data_samples,
+                                           label_embeds.shape[0],
+                                           inputs.device)
+                keep = (target == 1).any(dim=1)
+            else:
+                keep = torch.ones(len(inputs), dtype=torch.bool,
+                                  device=inputs.device)
+            if keep.any():
+                kept = [s for s, k in zip(data_samples, keep.tolist()) if k]
+                teacher = self.teacher_embeds(inputs[keep], kept)
+                distill = F.l1_loss(e_cls[keep], teacher)
+            else:  # no image to distil; keep the graph connected for DDP
+                distill = e_cls.sum() * 0
+            losses['loss_distill'] = self.distill_weight * distill
         return losses
+
+    def predict(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None
+                ) -> List[DataSample]:
+        """Scores of the current vocabulary as ``pred_score`` and, with a
+        ZSL vocabulary set, the scores of that vocabulary alone as
+        ``zsl_score``."""
+        feats = self.extract_feat(inputs)
+        samples = self.head.predict(feats, self.label_embeds(), data_samples)
+        if self.zsl_vocabulary is not None:
+            zsl = self.head(feats, self.zsl_label_embeds()).detach()
+            for sample, score in zip(samples, zsl):
+                sample.set_field(score, 'zsl_score', dtype=torch.Tensor)
+        return samples

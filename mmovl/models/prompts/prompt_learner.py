@@ -112,43 +112,50 @@ def encode_text_embeds(tower: TextTower, embeds: torch.Tensor,
     return x
 
 
+_LEARN = ('context', 'all_but_name')
+
+
 @MODELS.register_module()
 class MKTPromptLearner(BaseModule):
-    """Learnable prompt context for CLIP label embeddings (MKT stage 2).
+    """Learnable prompt tokens for CLIP label embeddings (MKT stage 2).
 
-    The context words of ``init_template`` (those before ``'{}'``, e.g.
-    ``a photo of a``) become learnable vectors :attr:`ctx` (n_ctx, W), one
-    per BPE token, initialised from their token embeddings, as CoOp's
-    class-at-the-end context. A label name is encoded by tokenizing the
-    template filled with it, putting :attr:`ctx` in place of the context
-    tokens' embeddings (the positions right after the start token) and
-    running the frozen CLIP text transformer from there. Words after
-    ``'{}'`` (the full stop) keep their fixed embeddings. The context is
-    shared by all labels, so once tuned on the seen labels it encodes any
-    label name.
+    A label name is encoded by tokenizing ``init_template`` filled with it,
+    putting learned vectors in place of some of the prompt's token
+    embeddings and running the frozen CLIP text transformer from there. The
+    learned vectors are shared by all labels, so once tuned on the seen
+    labels they encode any label name. Two choices of what is learned:
 
-    With :attr:`ctx` at its initial value, :meth:`encode` equals CLIP's
-    ``encode_text`` of the manual template (``CLIPTeacher.encode_labels(
-    names, init_template)``).
+    - ``learn='all_but_name'`` (MKT's official stage 2, which trains CLIP's
+      token-embedding table while the name tokens keep their original
+      embeddings): every token of the prompt that is not the name, i.e. the
+      start token, the template's words before and after the name and the
+      end token. One vector per distinct token id, as a row of the table: a
+      word the template holds twice is one vector. They are
+      :attr:`token_vectors` (K, W), for the ids :attr:`learned_ids`.
+    - ``learn='context'`` (CoOp's class-at-the-end context): the words
+      before ``'{}'`` (e.g. ``a photo of a``) become :attr:`ctx` (n_ctx, W),
+      one vector per position; the start token and the words after the name
+      keep their fixed embeddings.
+
+    Both start from the token embeddings of the template, so that at
+    initialisation :meth:`encode` equals CLIP's ``encode_text`` of the
+    manual template (normalised with ``normalize=True``).
 
     The CLIP model is passed to :meth:`encode`, not kept: it belongs to the
     teacher, which keeps it out of the module registry (see
-    ``CLIPTeacher``); this module holds :attr:`ctx` only.
-
-    Note:
-        MKT's official stage 2 prompts ``There is a {} in the scene`` and
-        trains the token-embedding rows of every non-name token of the
-        prompt (including the start/end tokens and the words after the
-        name). This module learns the context before the name only.
+    ``CLIPTeacher``); this module holds the learned vectors only.
 
     Args:
         clip_model (nn.Module): The open_clip model whose token embeddings
-            initialise the context (a ``CLIPTeacher``'s ``clip``). Not kept.
+            initialise the vectors (a ``CLIPTeacher``'s ``clip``). Not kept.
         tokenizer (Callable): Its open_clip BPE tokenizer (the teacher's
             ``tokenizer``), with ``encode``. Not kept.
-        init_template (str): The template with one ``'{}'`` whose words
-            before it initialise the context. Defaults to
-            ``'a photo of a {}.'``.
+        init_template (str): The template, with one ``'{}'`` for the name.
+            Defaults to ``'a photo of a {}.'``.
+        learn (str): ``'context'`` or ``'all_but_name'``.
+            Defaults to ``'context'``.
+        normalize (bool): L2-normalise the text features. MKT's official
+            stage 2 scores with the raw features. Defaults to True.
         init_cfg (dict, optional): Defaults to None.
 
     Examples:
@@ -161,72 +168,125 @@ class MKTPromptLearner(BaseModule):
         torch.Size([4, 64])
         >>> prompts.encode(['cat', 'dog'], clip, tokenizer).shape
         torch.Size([2, 64])
+        >>> mkt = MKTPromptLearner(clip, tokenizer, 'There is a {} in the '
+        ...                        'scene', learn='all_but_name')
+        >>> mkt.token_vectors.shape  # start, there, is, a, in, the, scene, end
+        torch.Size([8, 64])
     """
 
     def __init__(self,
                  clip_model: nn.Module,
                  tokenizer: Callable,
                  init_template: str = 'a photo of a {}.',
+                 learn: str = 'context',
+                 normalize: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if not isinstance(init_template, str) or \
                 init_template.count('{}') != 1:
             raise ValueError('init_template must hold one "{}", got '
                              f'{init_template!r}.')
+        if learn not in _LEARN:
+            raise ValueError(f'learn must be one of {_LEARN}, got {learn!r}.')
         if not hasattr(tokenizer, 'encode'):
             raise TypeError('MKTPromptLearner needs an open_clip BPE '
                             'tokenizer (with encode()), got '
                             f'{type(tokenizer).__name__}.')
-        context_ids = tokenizer.encode(init_template.split('{}')[0])
-        if not context_ids:
-            raise ValueError(f'init_template {init_template!r} has no '
-                             'context words before "{}" to learn.')
+        before, after = init_template.split('{}')
         self.init_template = init_template
-        self.context_ids: Tuple[int, ...] = tuple(context_ids)
+        self.learn = learn
+        self.normalize = normalize
+        self.context_ids: Tuple[int, ...] = tuple(tokenizer.encode(before))
+        self.suffix_ids: Tuple[int, ...] = tuple(tokenizer.encode(after))
         embedding = get_text_tower(clip_model).token_embedding.weight
-        self.ctx = nn.Parameter(
-            embedding.detach()[list(context_ids)].clone().float())
+        if learn == 'context':
+            if not self.context_ids:
+                raise ValueError(f'init_template {init_template!r} has no '
+                                 'context words before "{}" to learn.')
+            self.ctx = nn.Parameter(
+                embedding.detach()[list(self.context_ids)].clone().float())
+        else:
+            sot, eot = _special_ids(tokenizer)
+            ids = (sot, ) + self.context_ids + self.suffix_ids + (eot, )
+            self.learned_ids: Tuple[int, ...] = tuple(dict.fromkeys(ids))
+            self.token_vectors = nn.Parameter(
+                embedding.detach()[list(self.learned_ids)].clone().float())
+            self._sot_eot = (sot, eot)
         # The tokens of the last vocabulary: training encodes the same names
         # every step.
-        self._tokens: Tuple[tuple, Optional[torch.Tensor]] = ((), None)
+        self._tokens: Tuple[tuple, Optional[tuple]] = ((), None)
 
     @property
     def n_ctx(self) -> int:
-        """int: The number of context vectors."""
-        return self.ctx.shape[0]
+        """int: The number of context positions (before the name)."""
+        return len(self.context_ids)
+
+    def learned_state(self) -> torch.Tensor:
+        """The learned vectors (detached), e.g. to tell whether embeddings
+        encoded earlier are still current."""
+        if self.learn == 'context':
+            return self.ctx.detach()
+        return self.token_vectors.detach()
 
     def extra_repr(self) -> str:
-        return f'init_template={self.init_template!r}, n_ctx={self.n_ctx}'
+        return (f'init_template={self.init_template!r}, learn={self.learn!r}'
+                f', normalize={self.normalize}')
 
     def tokenize(self, names: Sequence[str],
                  tokenizer: Callable) -> torch.Tensor:
         """Token ids (C, L) of the template filled with each name.
 
         Raises:
-            ValueError: If a prompt does not start with the start token and
-                the context tokens (e.g. it was truncated).
+            ValueError: If a prompt does not hold the template's tokens where
+                expected (e.g. it was truncated).
         """
+        return self._tokenize(names, tokenizer)[0]
+
+    def _tokenize(self, names: Sequence[str], tokenizer: Callable):
+        """Token ids (C, L) and, for ``'all_but_name'``, the (C, L) index
+        into :attr:`token_vectors` of each position (-1: keep the token's
+        own embedding)."""
         names = tuple(names)
         key = (id(tokenizer), names)
         if self._tokens[0] == key:
             return self._tokens[1]
         tokens = tokenizer([self.init_template.format(n) for n in names])
-        ctx_ids = torch.tensor(self.context_ids)
+        ctx_ids = torch.tensor(self.context_ids, dtype=tokens.dtype)
         n = self.n_ctx
-        bad = [
-            name for name, row in zip(names, tokens)
-            if row.numel() < n + 2 or not torch.equal(row[1:n + 1], ctx_ids)
-        ]
+        if self.learn == 'context':
+            bad = [
+                name for name, row in zip(names, tokens) if
+                row.numel() < n + 2 or not torch.equal(row[1:n + 1], ctx_ids)
+            ]
+            where = None
+        else:
+            bad, where = [], torch.full(tokens.shape, -1, dtype=torch.long)
+            row_of = {i: r for r, i in enumerate(self.learned_ids)}
+            sot, eot = self._sot_eot
+            template = (sot, ) + self.context_ids
+            for c, (name, row) in enumerate(zip(names, tokens)):
+                length = len(tokenizer.encode(name))
+                expected = template + (-1, ) * length + self.suffix_ids + (
+                    eot, )
+                got = row[:len(expected)].tolist()
+                if len(got) < len(expected) or any(
+                        e != -1 and e != g for e, g in zip(expected, got)):
+                    bad.append(name)
+                    continue
+                for pos, e in enumerate(expected):
+                    if e != -1:
+                        where[c, pos] = row_of[e]
         if bad:
             raise ValueError(
-                f'The prompts of {bad[:5]} do not hold the context tokens of '
-                f'{self.init_template!r} right after the start token.')
-        self._tokens = (key, tokens)
-        return tokens
+                f'The prompts of {bad[:5]} do not hold the tokens of '
+                f'{self.init_template!r} around the name (too long for the '
+                'text context?).')
+        self._tokens = (key, (tokens, where))
+        return tokens, where
 
     def encode(self, names: Sequence[str], clip_model: nn.Module,
                tokenizer: Callable) -> torch.Tensor:
-        """L2-normalised label embeddings with the learned context.
+        """Label embeddings with the learned vectors.
 
         Args:
             names (Sequence[str]): The C label names.
@@ -234,22 +294,39 @@ class MKTPromptLearner(BaseModule):
             tokenizer (Callable): Its tokenizer.
 
         Returns:
-            torch.Tensor: (C, D) float32 unit vectors, differentiable with
-            respect to :attr:`ctx`.
+            torch.Tensor: (C, D) float32 text features, L2-normalised if
+            :attr:`normalize`; differentiable with respect to the learned
+            vectors.
         """
         if isinstance(names, str) or not names:
             raise ValueError('names must be a non-empty sequence of strings.')
         tower = get_text_tower(clip_model)
         width = tower.token_embedding.weight.shape[1]
-        if width != self.ctx.shape[1]:
-            raise ValueError(f'The context has width {self.ctx.shape[1]} but '
-                             f'the text tower {width}.')
+        learned = self.ctx if self.learn == 'context' else self.token_vectors
+        if width != learned.shape[1]:
+            raise ValueError(f'The learned vectors have width '
+                             f'{learned.shape[1]} but the text tower {width}.')
         device = tower.token_embedding.weight.device
-        tokens = self.tokenize(names, tokenizer).to(device)
+        tokens, where = self._tokenize(names, tokenizer)
+        tokens = tokens.to(device)
         embeds = tower.token_embedding(tokens)
-        ctx = self.ctx.to(device, embeds.dtype)
-        ctx = ctx.unsqueeze(0).expand(len(tokens), -1, -1)
-        embeds = torch.cat([embeds[:, :1], ctx, embeds[:, 1 + self.n_ctx:]],
-                           dim=1)
-        feats = encode_text_embeds(tower, embeds, tokens)
-        return F.normalize(feats.float(), dim=-1)
+        learned = learned.to(device, embeds.dtype)
+        if self.learn == 'context':
+            ctx = learned.unsqueeze(0).expand(len(tokens), -1, -1)
+            embeds = torch.cat(
+                [embeds[:, :1], ctx, embeds[:, 1 + self.n_ctx:]], dim=1)
+        else:
+            where = where.to(device)
+            rows = learned[where.clamp(min=0)]  # (C, L, W)
+            embeds = torch.where((where >= 0).unsqueeze(-1), rows, embeds)
+        feats = encode_text_embeds(tower, embeds, tokens).float()
+        return F.normalize(feats, dim=-1) if self.normalize else feats
+
+
+def _special_ids(tokenizer: Callable) -> Tuple[int, int]:
+    """The start and end token ids of an open_clip BPE tokenizer."""
+    row = tokenizer(['']).flatten().tolist()
+    if len(row) < 2 or row[1] == 0:
+        raise ValueError('Could not find the start and end tokens of the '
+                         'tokenizer.')
+    return row[0], row[1]
