@@ -320,6 +320,19 @@ class ProposalEmbedStore:
         """int: The embeddings' width."""
         return int(self.index['embed_dim'])
 
+    @property
+    def teacher(self) -> Optional[dict]:
+        """dict | None: The CLIP teacher the store was made with
+        (``model_name`` and ``weights``, the SHA-256 of its checkpoint), as
+        ``tools/misc/precompute_vild_embeds.py`` records it; None for a
+        store that records none."""
+        teacher = (self.index.get('settings') or {}).get('teacher')
+        if not isinstance(teacher, dict) or 'model_name' not in teacher \
+                or 'weights' not in teacher:
+            return None
+        return dict(model_name=teacher['model_name'],
+                    weights=teacher['weights'])
+
     def _handle(self, shard: int):
         if os.getpid() != self._pid:  # a forked worker: own handles
             self._handles, self._pid = {}, os.getpid()

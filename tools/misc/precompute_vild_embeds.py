@@ -9,9 +9,14 @@ image id. Training reads it with the ``LoadCLIPProposalEmbeds`` transform.
 
     python tools/misc/precompute_vild_embeds.py \\
         rpn_config.py rpn.pth \\
-        --dataset-config configs/_base_/datasets/lvis_v1_ov.py \\
-        --clip-model ViT-B-16-quickgelu --clip-checkpoint clip_b16.pt \\
+        --dataset-config configs/vild/vild_r50_fpn_32xb8_180k_lvis_v1_base.py \\
         --out data/lvis_v1/vild_embeds/train --num-proposals 300
+
+The teacher (``--clip-model``, ``--clip-checkpoint``) defaults to the
+``model.teacher`` of ``--dataset-config`` (the ViLD config that will train
+on the store), else of the proposal config: the store records it (name and
+SHA-256 of the weights) and ViLD refuses to train on a store of another
+teacher.
 
 or, for a plain COCO-format json instead of a dataset config:
 
@@ -58,10 +63,13 @@ def parse_args(argv=None):
                    help='image folder of --ann-file')
     p.add_argument('--data-root', default='',
                    help='root of --ann-file and --img-dir')
-    p.add_argument('--clip-model', default='ViT-B-16-quickgelu',
-                   help='open_clip architecture of the teacher')
-    p.add_argument('--clip-checkpoint', required=True,
-                   help='local CLIP weights')
+    p.add_argument('--clip-model', default=None,
+                   help='open_clip architecture of the teacher (default: '
+                   'model.teacher.model_name of --dataset-config, else of '
+                   'the proposal config)')
+    p.add_argument('--clip-checkpoint', default=None,
+                   help='local CLIP weights (default: '
+                   'model.teacher.checkpoint, as --clip-model)')
     p.add_argument('--out', required=True, help='the store folder')
     p.add_argument('--num-proposals', type=int, default=300,
                    help='boxes per image after NMS (ViLD: 300)')
@@ -91,8 +99,40 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def config_teacher(*configs):
+    """The ``model.teacher`` (model_name, checkpoint) of the first config
+    that has one, and that config's path; (None, None, None) if none."""
+    for path in configs:
+        if not path:
+            continue
+        teacher = (Config.fromfile(path).get('model') or {}).get('teacher')
+        if teacher:
+            return (teacher.get('model_name'), teacher.get('checkpoint'),
+                    path)
+    return None, None, None
+
+
+def resolve_teacher(args):
+    """--clip-model / --clip-checkpoint, defaulting to the configs'."""
+    name, ckpt, source = config_teacher(args.dataset_config,
+                                        args.proposal_config)
+    model_name = args.clip_model or name
+    checkpoint = args.clip_checkpoint or ckpt
+    if not model_name or not checkpoint:
+        raise SystemExit(
+            'No CLIP teacher: pass --clip-model and --clip-checkpoint, or a '
+            '--dataset-config / proposal config with model.teacher.')
+    if source and (model_name, checkpoint) != (name, ckpt):
+        MMLogger.get_instance('mmovl').warning(
+            f'Teacher {model_name} ({checkpoint}) differs from the config '
+            f'{source} ({name}, {ckpt}); a ViLD config with that teacher '
+            'will refuse this store.')
+    return model_name, checkpoint
+
+
 def main(argv=None):
     args = parse_args(argv)
+    clip_model, clip_checkpoint = resolve_teacher(args)
     logger = MMLogger.get_instance('mmovl')
     model = build_proposal_model(args.proposal_config,
                                  args.proposal_checkpoint,
@@ -105,7 +145,7 @@ def main(argv=None):
     dataset = build_proposal_dataset(
         model.cfg, dataset_cfg=dataset_cfg, ann_file=args.ann_file,
         img_dir=args.img_dir, data_root=args.data_root)
-    teacher = CLIPTeacher(args.clip_model, checkpoint=args.clip_checkpoint)
+    teacher = CLIPTeacher(clip_model, checkpoint=clip_checkpoint)
     summary = precompute_vild_embeds(
         model, teacher, dataset, args.out,
         num_proposals=args.num_proposals,

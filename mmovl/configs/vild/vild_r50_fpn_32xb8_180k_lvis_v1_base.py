@@ -15,6 +15,9 @@ with read_base():
 
 from mmovl.engine import DetVocabularyHook
 
+# LVIS's synonyms of each name, averaged with its own embedding (the
+# authors' released classifier uses synonyms); the val file lists all 1203.
+model.update(synonyms=data_root + 'annotations/lvis_v1_val.json')
 train_dataloader.update(batch_size=8)
 # Training vocabulary: the train set's (base) classes; evaluation: all
 # classes, the rare ones marked novel (for the ensemble).

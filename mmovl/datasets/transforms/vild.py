@@ -25,9 +25,13 @@ class LoadCLIPProposalEmbeds(BaseTransform):
       transforms record (``Resize``, ``RandomResize``, ``RandomFlip``,
       ``RandomCrop``, ...), so scale jitter with crops works.
     - ``clip_embeds``: (M, D) float32 L2-normalised embeddings.
+    - ``clip_teacher``: the CLIP teacher the store records (``model_name``
+      and ``weights``, see :attr:`ProposalEmbedStore.teacher`) or None;
+      ``ViLD`` refuses to train on proposals of another teacher than its
+      own.
 
     Required keys: ``img_id``. Added keys: ``clip_proposals``,
-    ``clip_embeds``.
+    ``clip_embeds``, ``clip_teacher``.
 
     Args:
         store_dir (str): The store folder (with ``index.json``).
@@ -66,6 +70,7 @@ class LoadCLIPProposalEmbeds(BaseTransform):
                 'the store on this training set.') from e
         results['clip_proposals'] = boxes
         results['clip_embeds'] = embeds
+        results['clip_teacher'] = self.store.teacher
         return results
 
     def __getstate__(self) -> dict:
@@ -91,18 +96,26 @@ class PackViLDInputs(PackDetInputs):
     The proposals come in original-image pixels. If the pipeline recorded a
     ``homography_matrix`` (mmdet's geometric transforms do), they are mapped
     into the network input with it here: corners through the matrix, the
-    enclosing box, clipped to ``img_shape``. A proposal keeps its (whole
-    crop's) embedding only if at least ``min_visible`` of its mapped area is
-    left after clipping, so crops drop the proposals they cut away (M' <= M).
-    The packed ``clip_proposals`` then carry ``metainfo['frame'] ==
-    'input'``. Without a recorded matrix they stay in original pixels
-    (``frame == 'original'``) and :class:`~mmovl.models.ViLDRoIHead` maps
-    them with the ``scale_factor`` / ``flip`` metainfo.
+    enclosing box, clipped to ``img_shape``. The packed ``clip_proposals``
+    then carry ``metainfo['frame'] == 'input'``. Without a recorded matrix
+    they stay in original pixels (``frame == 'original'``) and
+    :class:`~mmovl.models.ViLDRoIHead` maps them with the ``scale_factor`` /
+    ``flip`` metainfo. ``metainfo['teacher']`` is the store's teacher record
+    (``clip_teacher``), when the results have one.
+
+    Which mapped proposals keep their (whole crop's) embedding:
+
+    - ``min_visible=None`` (default, the authors' code): every one, clipped
+      to the image; one that a crop cut away entirely becomes a zero-area
+      box on the border and still counts, as in the authors' loss, which
+      only skips rows whose coordinates are all <= 0 (their padding). Such
+      a box is dropped here only in that same case.
+    - ``min_visible=f``: only those with at least ``f`` of their mapped area
+      left inside the image (``0`` keeps every non-empty clipped box).
 
     Args:
-        min_visible (float): Fraction of a mapped proposal's area that must
-            stay inside the image, in [0, 1]; 0 keeps every proposal with a
-            non-empty clipped box. Defaults to 0.5.
+        min_visible (float, optional): See above, in [0, 1]. Defaults to
+            None.
         meta_keys (Sequence[str]): As in ``PackDetInputs``. Defaults to
             ``('img_id', 'img_path', 'ori_shape', 'img_shape',
             'scale_factor', 'flip', 'flip_direction')``.
@@ -117,9 +130,10 @@ class PackViLDInputs(PackDetInputs):
         torch.Size([2, 3])
     """
 
-    def __init__(self, min_visible: float = 0.5, **kwargs) -> None:
+    def __init__(self, min_visible: Optional[float] = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
-        if not 0 <= min_visible <= 1:
+        if min_visible is not None and not 0 <= min_visible <= 1:
             raise ValueError(
                 f'min_visible must be in [0, 1], got {min_visible}.')
         self.min_visible = min_visible
@@ -153,6 +167,8 @@ class PackViLDInputs(PackDetInputs):
         def area(b):
             return (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
 
+        if self.min_visible is None:  # the authors' validity test
+            return clipped.astype(np.float32), clipped.max(1) > 0
         keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] >
                                                    clipped[:, 1])
         keep &= area(clipped) >= self.min_visible * area(full)
@@ -188,8 +204,11 @@ class PackViLDInputs(PackDetInputs):
                                                  results['img_shape'])
                 boxes, embeds = boxes[keep], embeds[keep]
                 frame = 'input'
+            metainfo = dict(frame=frame)
+            if 'clip_teacher' in results:
+                metainfo['teacher'] = results['clip_teacher']
             packed['data_samples'].clip_proposals = InstanceData(
-                metainfo=dict(frame=frame),
+                metainfo=metainfo,
                 bboxes=torch.tensor(boxes),
                 embeds=torch.tensor(embeds))
         return packed

@@ -11,6 +11,8 @@ from mmdet.structures import SampleList
 from mmengine.logging import MMLogger
 from torch import Tensor
 
+from mmovl.models.teachers.vild_prompts import encode_vild_names
+
 
 def vocabulary_mask(names: Sequence[str],
                     subset: Optional[Sequence[str]]) -> torch.Tensor:
@@ -71,8 +73,15 @@ class ViLD(TwoStageDetector):
         test_cfg (dict): Testing config of the RPN and R-CNN.
         neck (dict, optional): The neck, e.g. FPN. Defaults to None.
         templates (str | Sequence[str], optional): Prompt templates of the
-            label embeddings (see ``CLIPTeacher.encode_labels``). Defaults to
+            label embeddings: ``'vild'`` for the authors' prompts (names
+            processed, 63 templates with articles, "This is ...", see
+            :mod:`mmovl.models.teachers.vild_prompts`), or anything
+            ``CLIPTeacher.encode_labels`` takes (raw names). Defaults to
             None (``'a photo of a {}.'``).
+        synonyms (str | dict, optional): With ``templates='vild'``, the
+            category synonyms whose embeddings are averaged: an LVIS
+            annotation json (e.g. ``lvis_v1_val.json``) or a ``{name:
+            [synonyms]}`` json / dict. Defaults to None (the names only).
         data_preprocessor (dict, optional): Defaults to None.
         init_cfg (dict, optional): Defaults to None.
 
@@ -92,6 +101,7 @@ class ViLD(TwoStageDetector):
                  test_cfg: dict,
                  neck: Optional[dict] = None,
                  templates: Optional[Union[str, Sequence[str]]] = None,
+                 synonyms: Optional[Union[str, dict]] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         teacher = MODELS.build(teacher)
@@ -118,12 +128,18 @@ class ViLD(TwoStageDetector):
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
         self.teacher = teacher
+        if synonyms is not None and templates != 'vild':
+            raise ValueError("synonyms need templates='vild' (the authors' "
+                             f'prompts); got templates={templates!r}.')
         self.templates = templates
+        self.synonyms = synonyms
         self.vocabulary: Optional[Tuple[str, ...]] = None
         self.novel_classes: Tuple[str, ...] = ()
         # The CPU autocast type while the heads run in float32 (see
         # _float32_heads), else None.
         self._cpu_amp_dtype: Optional[torch.dtype] = None
+        # Teacher records of proposal stores found to be this teacher's.
+        self._checked_teachers: set = set()
 
     def set_vocabulary(self,
                        names: Sequence[str],
@@ -148,7 +164,10 @@ class ViLD(TwoStageDetector):
         if names == self.vocabulary and \
                 set(novel_names or ()) == set(self.novel_classes):
             return
-        embeds = self.teacher.encode_labels(names, self.templates)
+        if self.templates == 'vild':
+            embeds = encode_vild_names(self.teacher, names, self.synonyms)
+        else:
+            embeds = self.teacher.encode_labels(names, self.templates)
         self.roi_head.bbox_head.set_class_embeddings(embeds, novel_mask)
         self.vocabulary = names
         self.novel_classes = tuple(n for n in names
@@ -182,10 +201,50 @@ class ViLD(TwoStageDetector):
             feats = super().extract_feat(batch_inputs)
         return tuple(f.float() for f in feats)
 
+    def check_proposal_teacher(self, batch_data_samples: SampleList) -> None:
+        """Refuse CLIP proposal embeddings made by another teacher.
+
+        Both ViT-B/16 and ViT-B/32 embed in 512 dimensions, so a store of
+        the wrong teacher would train without any error. Each sample's
+        ``clip_proposals.metainfo['teacher']`` (the store's record, see
+        ``LoadCLIPProposalEmbeds``) must name this model's teacher: the same
+        open_clip architecture and the same weights (SHA-256 of the
+        checkpoint file). Proposals without the key (made by hand) are not
+        checked; a store that records no teacher is refused.
+
+        Raises:
+            ValueError: Naming both teachers.
+        """
+        for sample in batch_data_samples:
+            proposals = sample.get('clip_proposals')
+            if proposals is None or 'teacher' not in proposals.metainfo:
+                continue
+            record = proposals.metainfo['teacher']
+            key = None if record is None else (record.get('model_name'),
+                                               record.get('weights'))
+            if key is not None and key in self._checked_teachers:
+                continue
+            ours = (self.teacher.model_name, self.teacher._get_weights_id())
+            if key != ours:
+                store = 'records no teacher' if key is None else \
+                    f'was made with CLIP {key[0]} (weights {key[1]})'
+                raise ValueError(
+                    f'The proposal-embedding store of image '
+                    f'{sample.metainfo.get("img_id")} {store}, but this '
+                    f'model\'s teacher is {ours[0]} (weights {ours[1]}, '
+                    f'{self.teacher.checkpoint}). Recompute the store with '
+                    'tools/misc/precompute_vild_embeds.py and this config '
+                    '(its teacher is the default there), or point the '
+                    "config's model.teacher at the store's CLIP.")
+            self._checked_teachers.add(key)
+
     def loss(self, batch_inputs: Tensor,
              batch_data_samples: SampleList) -> dict:
         """mmdet's two-stage losses (see ``TwoStageDetector.loss``), with
-        the heads in float32 under CPU autocast."""
+        the heads in float32 under CPU autocast; first checks that the
+        CLIP proposal embeddings are this teacher's
+        (:meth:`check_proposal_teacher`)."""
+        self.check_proposal_teacher(batch_data_samples)
         with self._float32_heads():
             return super().loss(batch_inputs, batch_data_samples)
 

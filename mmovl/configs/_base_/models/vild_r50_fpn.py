@@ -115,8 +115,10 @@ model = dict(
         model_name=clip_name,
         checkpoint=clip_checkpoint,
         cache_dir='data/label_embeds'),
-    # The paper ensembles CLIP's ImageNet prompts; mmovl's short ensemble.
-    templates='ensemble',
+    # The authors' prompts: LVIS names processed ('bat_(animal)' -> 'bat
+    # (animal)'), 63 templates with articles, "This is ..." (see
+    # mmovl/models/teachers/vild_prompts.py); the LVIS configs add synonyms.
+    templates='vild',
     train_cfg=dict(
         rpn=dict(
             assigner=dict(
