@@ -31,15 +31,30 @@ def make_problem(n=23, seed=0):
     return scores, target
 
 
-def to_samples(scores, target):
-    return [
-        DataSample().set_pred_score(torch.from_numpy(s)).set_gt_score(
-            torch.from_numpy(t)).to_dict() for s, t in zip(scores, target)
-    ]
+def zsl_scores_of(scores, seed=9):
+    """Scores of the unseen labels alone: not a slice of ``scores``, as a
+    model that normalises across its vocabulary gives."""
+    rng = np.random.default_rng(seed)
+    return rng.random((len(scores), len(UNSEEN))).astype(np.float32)
 
 
-def expected_metrics(scores, target, ks, unseen_cols=None, freq=None):
-    """The reported metrics, from sklearn and explicit loops."""
+def to_samples(scores, target, zsl=None):
+    samples = []
+    for i, (s, t) in enumerate(zip(scores, target)):
+        sample = DataSample().set_pred_score(torch.from_numpy(s)).set_gt_score(
+            torch.from_numpy(t))
+        if zsl is not None:
+            sample.set_field(torch.from_numpy(zsl[i]), 'zsl_score')
+        samples.append(sample.to_dict())
+    return samples
+
+
+def expected_metrics(scores, target, ks, unseen_cols=None, freq=None,
+                     zsl='all', zsl_scores=None, empty='skip'):
+    """The reported metrics, from sklearn and explicit loops. ZSL over all
+    images (``zsl='all'``) or those with an unseen positive
+    (``'unseen_positive'``), with ``zsl_scores`` or the unseen columns;
+    a label without a positive is skipped or counts 0 (``empty``)."""
 
     def mean_ap(s, t, cols):
         aps = []
@@ -48,6 +63,8 @@ def expected_metrics(scores, target, ks, unseen_cols=None, freq=None):
             y = t[known, c]
             if y.sum() > 0:
                 aps.append(100 * average_precision_score(y, s[known, c]))
+            elif empty == 'zero':
+                aps.append(0.0)
         return float(np.mean(aps)) if aps else math.nan
 
     def prf(s, t, k):
@@ -57,7 +74,10 @@ def expected_metrics(scores, target, ks, unseen_cols=None, freq=None):
                 sum(row_t[c] == 1 for c in sorted(
                     range(len(row_s)), key=lambda c: -row_s[c])[:k]))
             for row_s, row_t in zip(s, t))
-        p, r = 100 * hits / (len(s) * k), 100 * hits / (t == 1).sum()
+        p = 100 * hits / (len(s) * k)
+        if (t == 1).sum() == 0:
+            return p, math.nan, math.nan
+        r = 100 * hits / (t == 1).sum()
         return p, r, (0.0 if hits == 0 else 2 * p * r / (p + r))
 
     def report(name, s, t):
@@ -73,13 +93,14 @@ def expected_metrics(scores, target, ks, unseen_cols=None, freq=None):
 
     out = report('gzsl', scores, target)
     if unseen_cols is not None:
-        rows = [
-            i for i in range(len(target))
-            if any(target[i, c] == 1 for c in unseen_cols)
-        ]
-        out.update(
-            report('zsl', scores[np.ix_(rows, unseen_cols)],
-                   target[np.ix_(rows, unseen_cols)]))
+        rows = list(range(len(target)))
+        if zsl == 'unseen_positive':
+            rows = [
+                i for i in rows
+                if any(target[i, c] == 1 for c in unseen_cols)
+            ]
+        s = scores[:, unseen_cols] if zsl_scores is None else zsl_scores
+        out.update(report('zsl', s[rows], target[np.ix_(rows, unseen_cols)]))
     if freq is not None:
         groups = dict(
             mAP=range(len(freq)),
@@ -117,16 +138,19 @@ def test_metric_from_dataset_meta():
     metric = METRICS.build(dict(type='ZSLMultiLabelMetric', k=(1, 3, 10)))
     metric.dataset_meta = dict(
         classes=CLASSES, unseen_classes=UNSEEN, class_frequencies=FREQUENCIES)
-    samples = to_samples(scores, target)
+    zsl = zsl_scores_of(scores)
+    samples = to_samples(scores, target, zsl)
     for start in range(0, len(samples), 4):
         metric.process(None, samples[start:start + 4])
     # Stored compactly: float32 scores, int8 ground truth.
     assert all(s.dtype == np.float32 and t.dtype == np.int8
-               for s, t in metric.results)
+               and z.dtype == np.float32 for s, t, z in metric.results)
     results = metric.evaluate(len(samples))
+    # MKT's protocol: the zsl_score of every image, unseen positive or not
     assert_metrics_equal(
         results,
-        expected_metrics(scores, target, (1, 3, 10), [2, 5], FREQUENCIES))
+        expected_metrics(scores, target, (1, 3, 10), [2, 5], FREQUENCIES,
+                         zsl_scores=zsl))
     # k = 10 > C predicts everything, hence the full recall.
     assert results['multi-label/gzsl/R@10'] == pytest.approx(100.0)
 
@@ -139,7 +163,8 @@ def test_unseen_argument_overrides_meta_and_gt_label():
     for row, index in zip(target, labels):
         row[index] = 1
     metric = ZSLMultiLabelMetric(
-        k=3, unseen_classes=['car', 'cat'], prefix='ovl')
+        k=3, unseen_classes=['car', 'cat'], prefix='ovl',
+        zsl_protocol='sliced_unseen_positive')
     metric.dataset_meta = dict(classes=CLASSES, unseen_classes=UNSEEN)
     metric.process(None, [
         DataSample().set_pred_score(torch.from_numpy(s)).set_gt_label(
@@ -148,7 +173,8 @@ def test_unseen_argument_overrides_meta_and_gt_label():
     ])
     assert_metrics_equal(
         metric.evaluate(len(labels)),
-        expected_metrics(scores, target, (3, ), [3, 0]),
+        expected_metrics(scores, target, (3, ), [3, 0],
+                         zsl='unseen_positive'),
         prefix='ovl/')
 
 
@@ -185,6 +211,21 @@ def test_invalid_configurations():
         ZSLMultiLabelMetric(head_thr=10, tail_thr=20)
     with pytest.raises(ValueError, match='k must be'):
         ZSLMultiLabelMetric(k=0)
+    with pytest.raises(ValueError, match='3 of 5 samples have no zsl_score'):
+        metric = ZSLMultiLabelMetric()
+        metric.dataset_meta = dict(classes=CLASSES, unseen_classes=UNSEEN)
+        zsl = zsl_scores_of(scores)
+        metric.process(None, to_samples(scores[:2], target[:2], zsl[:2]))
+        metric.process(None, to_samples(scores[2:], target[2:]))
+        metric.evaluate(5)
+    with pytest.raises(ValueError, match='expected \\(5, 2\\)'):
+        ZSLMultiLabelMetric.calculate(
+            scores, target, unseen=[2, 5], zsl_pred=scores[:, :3],
+            zsl_protocol='unseen_vocabulary')
+    with pytest.raises(ValueError, match='zsl_protocol must be one of'):
+        ZSLMultiLabelMetric(zsl_protocol='mkt')
+    with pytest.raises(ValueError, match='empty_label_ap must be one of'):
+        ZSLMultiLabelMetric(empty_label_ap='nan')
 
 
 def test_long_tail_groups_at_the_borders():
@@ -220,11 +261,20 @@ def test_empty_unseen_set_reports_no_zsl():
 def test_no_unseen_positive_gives_nan():
     scores, target = make_problem(n=6)
     target[:, 5] = np.minimum(target[:, 5], 0)  # no 'boat' positive
-    results = ZSLMultiLabelMetric.calculate(scores, target, k=1, unseen=[5])
+    results = ZSLMultiLabelMetric.calculate(
+        scores, target, k=1, unseen=[5],
+        zsl_protocol='sliced_unseen_positive')
     zsl = [value for key, value in results.items() if key.startswith('zsl/')]
     assert len(zsl) == 4 and np.isnan(zsl).all()
+    # over all images: 6 predictions, no hit; recall undefined
+    results = ZSLMultiLabelMetric.calculate(scores, target, k=1, unseen=[5])
+    assert results['zsl/P@1'] == 0.0
+    assert np.isnan([results['zsl/mAP'], results['zsl/R@1']]).all()
     assert results['gzsl/mAP'] == pytest.approx(
         expected_metrics(scores, target, (1, ))['gzsl/mAP'])
+    results = ZSLMultiLabelMetric.calculate(
+        scores, target, k=1, unseen=[5], empty_label_ap='zero')
+    assert results['zsl/mAP'] == 0.0  # MKT's compute_AP
 
 
 def _free_port():
@@ -248,7 +298,8 @@ def _dist_worker(rank, world_size, port, scores, target, out_dir):
         size = len(scores)
         total = -(-size // world_size) * world_size
         indices = (list(range(size)) * 2)[:total][rank::world_size]
-        samples = to_samples(scores[indices], target[indices])
+        samples = to_samples(scores[indices], target[indices],
+                             zsl_scores_of(scores)[indices])
         for start in range(0, len(samples), 3):
             metric.process(None, samples[start:start + 3])
         results = metric.evaluate(size)
@@ -268,13 +319,49 @@ def test_distributed_equals_single_process(tmp_path):
     metric = ZSLMultiLabelMetric(k=(1, 3))
     metric.dataset_meta = dict(
         classes=CLASSES, unseen_classes=UNSEEN, class_frequencies=FREQUENCIES)
-    metric.process(None, to_samples(scores, target))
+    zsl = zsl_scores_of(scores)
+    metric.process(None, to_samples(scores, target, zsl))
     single = metric.evaluate(len(scores))
     assert_metrics_equal(
-        single, expected_metrics(scores, target, (1, 3), [2, 5], FREQUENCIES))
+        single, expected_metrics(scores, target, (1, 3), [2, 5], FREQUENCIES,
+                                 zsl_scores=zsl))
     for rank in range(2):
         with open(tmp_path / f'rank{rank}.json') as f:
             distributed = json.load(f)
         assert distributed.keys() == single.keys()
         for key, value in single.items():
             assert distributed[key] == pytest.approx(value, nan_ok=True), key
+
+
+@pytest.mark.parametrize('protocol', ['sliced', 'sliced_unseen_positive'])
+def test_sliced_protocols(protocol):
+    scores, target = make_problem(seed=5)
+    metric = ZSLMultiLabelMetric(k=(2, 3), zsl_protocol=protocol)
+    metric.dataset_meta = dict(classes=CLASSES, unseen_classes=UNSEEN)
+    metric.process(None, to_samples(scores, target, zsl_scores_of(scores)))
+    zsl = 'all' if protocol == 'sliced' else 'unseen_positive'
+    assert_metrics_equal(
+        metric.evaluate(len(scores)),
+        expected_metrics(scores, target, (2, 3), [2, 5], zsl=zsl))
+
+
+def test_empty_label_ap_zero_keeps_the_label_in_the_mean():
+    """MKT's compute_AP: a label without a positive has AP 0 and counts."""
+    scores, target = make_problem(seed=6)
+    target[:, 1] = np.minimum(target[:, 1], 0)  # 'dog': no positive
+    target[:, 5] = np.minimum(target[:, 5], 0)  # 'boat' (unseen): none
+    zsl = zsl_scores_of(scores)
+    for empty in ('skip', 'zero'):
+        metric = ZSLMultiLabelMetric(k=3, empty_label_ap=empty)
+        metric.dataset_meta = dict(classes=CLASSES, unseen_classes=UNSEEN,
+                                   class_frequencies=FREQUENCIES)
+        metric.process(None, to_samples(scores, target, zsl))
+        assert_metrics_equal(
+            metric.evaluate(len(scores)),
+            expected_metrics(scores, target, (3, ), [2, 5], FREQUENCIES,
+                             zsl_scores=zsl, empty=empty))
+    # by hand: 6 labels, two without a positive
+    ap = ZSLMultiLabelMetric.calculate(scores, target, k=1)['gzsl/mAP']
+    ap0 = ZSLMultiLabelMetric.calculate(scores, target, k=1,
+                                        empty_label_ap='zero')['gzsl/mAP']
+    assert ap0 == pytest.approx(ap * 4 / 6)

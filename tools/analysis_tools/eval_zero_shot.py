@@ -7,8 +7,10 @@
         --img-prefix val --unseen-file annotations/unseen_labels.txt
 
 Scores every image against the prompt embeddings of all labels and reports,
-with mmovl's evaluator: GZSL (all labels), ZSL (unseen labels, images with
-one), seen-only mAP, and the same for random scores in the same run.
+with mmovl's evaluator: GZSL (all labels), ZSL (the unseen labels, over all
+images, as MKT's protocol: CLIP's cosine scores of the unseen labels alone
+are their columns of the all-label scores), seen-only mAP, and the same for
+random scores in the same run.
 """
 import argparse
 import json

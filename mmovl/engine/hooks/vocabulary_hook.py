@@ -28,7 +28,7 @@ class VocabularyHook(Hook):
         self.train = train
 
     @staticmethod
-    def _set(runner, loader) -> None:
+    def _set(runner, loader, evaluate: bool = True) -> None:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         classes = loader.dataset.metainfo.get('classes')
@@ -37,10 +37,14 @@ class VocabularyHook(Hook):
                 f'{type(loader.dataset).__name__} declares no classes in its '
                 'metainfo; VocabularyHook cannot set the vocabulary')
         model.set_vocabulary(classes)
+        if hasattr(model, 'set_zsl_vocabulary'):
+            unseen = loader.dataset.metainfo.get('unseen_classes') \
+                if evaluate else None
+            model.set_zsl_vocabulary(list(unseen) if unseen else None)
 
     def before_train_epoch(self, runner) -> None:
         if self.train:
-            self._set(runner, runner.train_dataloader)
+            self._set(runner, runner.train_dataloader, evaluate=False)
 
     def before_val_epoch(self, runner) -> None:
         self._set(runner, runner.val_dataloader)

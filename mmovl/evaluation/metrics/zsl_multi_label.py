@@ -21,6 +21,11 @@ from ..functional.multi_label import (_average_precision, _check_k,
 HEAD_THR = 100
 TAIL_THR = 20
 
+#: How ZSL is scored, see :class:`ZSLMultiLabelMetric`.
+ZSL_PROTOCOLS = ('unseen_vocabulary', 'sliced', 'sliced_unseen_positive')
+#: What a label without a positive counts in a mean AP.
+EMPTY_LABEL_AP = ('skip', 'zero')
+
 
 def _split_target(target: np.ndarray):
     """Split a {1, 0, -1} target into positives and a mask of known entries
@@ -56,16 +61,34 @@ class ZSLMultiLabelMetric(BaseMetric):
     - ``gzsl/mAP``, ``gzsl/P@k``, ``gzsl/R@k``, ``gzsl/F1@k``: all labels of
       the vocabulary, all images (GZSL).
     - ``zsl/mAP``, ``zsl/P@k``, ``zsl/R@k``, ``zsl/F1@k``: only when unseen
-      classes are known; the unseen labels alone form the vocabulary, over
-      the images with at least one unseen positive (ZSL).
+      classes are known; the unseen labels alone form the vocabulary (ZSL),
+      as ``zsl_protocol`` says:
+
+      - ``'unseen_vocabulary'`` (MKT's official code): the model scores the
+        images with the unseen labels alone as its vocabulary, given as
+        each sample's ``zsl_score`` (U, ) in the order of the unseen classes
+        (``VocabularyHook`` asks models with ``set_zsl_vocabulary``, e.g.
+        MKT, for them); over **all** test images. For MKT this differs from
+        slicing the all-label scores: each stream is normalised across the
+        vocabulary scored.
+      - ``'sliced'``: the unseen columns of ``pred_score``, over all test
+        images; the same numbers as ``'unseen_vocabulary'`` for a model
+        whose score of a label does not depend on the other labels (CLIP's
+        cosine similarities, a linear head).
+      - ``'sliced_unseen_positive'`` (mmovl's protocol before the official
+        code was followed): the unseen columns of ``pred_score``, over the
+        images with at least one unseen positive only.
     - ``lt/mAP``, ``lt/head_mAP``, ``lt/medium_mAP``, ``lt/tail_mAP``: only
       when class frequencies are known; mAP over all labels and over the
       head (at least ``head_thr`` training images), medium (``tail_thr``
       to ``head_thr - 1``) and tail (fewer than ``tail_thr``) groups.
 
-    mAP averages the AP of the labels with at least one positive, with
-    sklearn's handling of tied scores; P/R/F1@k pool the top-k predictions of
-    all images, ties at the k-th score going to the lower label index, and a
+    mAP averages the AP of the labels with at least one positive
+    (``empty_label_ap='skip'``, as sklearn and mmpretrain), or of all labels
+    with AP 0 for a label without a positive (``'zero'``, MKT's
+    ``compute_AP``), with sklearn's handling of tied scores; P/R/F1@k pool
+    the top-k predictions of all images, ties at the k-th score going to the
+    lower label index, and a
     k larger than the vocabulary (e.g. of few unseen labels) counts as its
     size (see :mod:`mmovl.evaluation.functional`). All values are
     percentages; a group without any positive gives NaN.
@@ -94,6 +117,10 @@ class ZSLMultiLabelMetric(BaseMetric):
             images. Defaults to 100.
         tail_thr (int): Tail classes have fewer training images than this.
             Defaults to 20.
+        zsl_protocol (str): How ZSL is scored, see above. Defaults to
+            ``'unseen_vocabulary'``.
+        empty_label_ap (str): ``'skip'`` or ``'zero'``, see above. Defaults
+            to ``'skip'``.
         collect_device (str): Device used to collect results from different
             ranks, 'cpu' or 'gpu'. Defaults to 'cpu'.
         prefix (str, optional): Prefix of the metric names. Defaults to None
@@ -121,6 +148,8 @@ class ZSLMultiLabelMetric(BaseMetric):
                  unseen_classes: Optional[Sequence[str]] = None,
                  head_thr: int = HEAD_THR,
                  tail_thr: int = TAIL_THR,
+                 zsl_protocol: str = 'unseen_vocabulary',
+                 empty_label_ap: str = 'skip',
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None) -> None:
@@ -136,9 +165,14 @@ class ZSLMultiLabelMetric(BaseMetric):
                              f'head_thr ({head_thr}).')
         self.head_thr = head_thr
         self.tail_thr = tail_thr
+        _check_choice('zsl_protocol', zsl_protocol, ZSL_PROTOCOLS)
+        _check_choice('empty_label_ap', empty_label_ap, EMPTY_LABEL_AP)
+        self.zsl_protocol = zsl_protocol
+        self.empty_label_ap = empty_label_ap
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        """Store the scores (float32) and ground truth (int8) of a batch.
+        """Store the scores (float32) and ground truth (int8) of a batch,
+        and the ZSL scores (``zsl_score``) where a sample has them.
 
         Args:
             data_batch: A batch of data from the dataloader (unused).
@@ -167,19 +201,23 @@ class ZSLMultiLabelMetric(BaseMetric):
                                      f'range for {num_classes} classes.')
                 gt = np.zeros(num_classes, dtype=np.int8)
                 gt[index.numpy()] = 1
-            self.results.append((score, gt))
+            zsl = sample.get('zsl_score')
+            if zsl is not None:
+                zsl = zsl.detach().to('cpu', torch.float32).numpy().copy()
+            self.results.append((score, gt, zsl))
 
     def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:
         """Compute the metrics from the processed results of all samples.
 
         Args:
-            results (list[tuple]): ``(pred_score, gt_score)`` of each sample.
+            results (list[tuple]): ``(pred_score, gt_score, zsl_score)`` of
+                each sample (``zsl_score`` may be None).
 
         Returns:
             dict[str, float]: The computed metrics.
         """
-        scores = np.stack([score for score, _ in results])
-        target = np.stack([gt for _, gt in results])
+        scores = np.stack([r[0] for r in results])
+        target = np.stack([r[1] for r in results])
         num_classes = scores.shape[1]
         meta = self.dataset_meta or {}
         classes = meta.get('classes')
@@ -208,6 +246,20 @@ class ZSLMultiLabelMetric(BaseMetric):
             raise ValueError(f'class_frequencies has {len(frequencies)} '
                              f'entries but there are {num_classes} classes.')
 
+        zsl_pred = None
+        if unseen is not None and self.zsl_protocol == 'unseen_vocabulary':
+            missing = sum(r[2] is None for r in results)
+            if missing:
+                raise ValueError(
+                    f"zsl_protocol='unseen_vocabulary': {missing} of "
+                    f'{len(results)} samples have no zsl_score, the scores '
+                    'of the model with the unseen labels alone as its '
+                    'vocabulary. VocabularyHook sets that vocabulary on '
+                    'models with set_zsl_vocabulary() (e.g. MKT); for a '
+                    'model whose score of a label does not depend on the '
+                    "other labels, zsl_protocol='sliced' gives the same "
+                    'numbers.')
+            zsl_pred = np.stack([r[2] for r in results])
         return self.calculate(
             scores,
             target,
@@ -215,7 +267,10 @@ class ZSLMultiLabelMetric(BaseMetric):
             unseen=unseen,
             class_frequencies=frequencies,
             head_thr=self.head_thr,
-            tail_thr=self.tail_thr)
+            tail_thr=self.tail_thr,
+            zsl_pred=zsl_pred,
+            zsl_protocol=self.zsl_protocol,
+            empty_label_ap=self.empty_label_ap)
 
     @staticmethod
     def calculate(pred: Union[np.ndarray, torch.Tensor],
@@ -224,7 +279,10 @@ class ZSLMultiLabelMetric(BaseMetric):
                   unseen: Optional[Sequence[int]] = None,
                   class_frequencies: Optional[Sequence[int]] = None,
                   head_thr: int = HEAD_THR,
-                  tail_thr: int = TAIL_THR) -> Dict[str, float]:
+                  tail_thr: int = TAIL_THR,
+                  zsl_pred: Union[np.ndarray, torch.Tensor, None] = None,
+                  zsl_protocol: str = 'sliced',
+                  empty_label_ap: str = 'skip') -> Dict[str, float]:
         """Compute the GZSL, ZSL and long-tailed metrics without a runner.
 
         Args:
@@ -241,12 +299,22 @@ class ZSLMultiLabelMetric(BaseMetric):
                 images. Defaults to 100.
             tail_thr (int): Tail classes have fewer training images than
                 this. Defaults to 20.
+            zsl_pred (np.ndarray | torch.Tensor, optional): (N, U) scores of
+                the model with the unseen labels alone as its vocabulary, in
+                the order of ``unseen``; needed by
+                ``zsl_protocol='unseen_vocabulary'``. Defaults to None.
+            zsl_protocol (str): See the class docstring. Defaults to
+                ``'sliced'`` here (the scores at hand are all there is).
+            empty_label_ap (str): ``'skip'`` or ``'zero'``, see the class
+                docstring. Defaults to ``'skip'``.
 
         Returns:
             dict[str, float]: Metric values in percent, keyed as described
             in the class docstring (without the prefix).
         """
         ks = tuple(_check_k(k)[0])
+        _check_choice('zsl_protocol', zsl_protocol, ZSL_PROTOCOLS)
+        _check_choice('empty_label_ap', empty_label_ap, EMPTY_LABEL_AP)
         scores = _check_scores(pred)
         target = _to_numpy(target)
         if target.shape != scores.shape:
@@ -260,6 +328,19 @@ class ZSLMultiLabelMetric(BaseMetric):
             if out_of_range.any() or np.unique(unseen).size != unseen.size:
                 raise ValueError(f'unseen indices {unseen.tolist()} must be '
                                  f'distinct and lie in [0, {num_classes}).')
+            if zsl_protocol == 'unseen_vocabulary':
+                if zsl_pred is None:
+                    raise ValueError("zsl_protocol='unseen_vocabulary' needs "
+                                     'zsl_pred, the scores of the unseen '
+                                     'labels alone.')
+                zsl_pred = _check_scores(zsl_pred)
+                expected = (scores.shape[0], unseen.size)
+                if zsl_pred.shape != expected:
+                    raise ValueError(f'zsl_pred has shape {zsl_pred.shape}, '
+                                     f'expected {expected} (images, unseen '
+                                     'labels).')
+            else:
+                zsl_pred = None
         if class_frequencies is not None:
             freq = np.asarray(class_frequencies)
             if freq.shape != (num_classes, ):
@@ -276,9 +357,19 @@ class ZSLMultiLabelMetric(BaseMetric):
             gzsl_prf = _precision_recall_f1(scores, positives, list(ks),
                                             entries)
             zsl = None
-            if unseen is not None:
-                zsl = _zsl(scores, known, entries, unseen, ks)
+            if unseen is not None and zsl_protocol == \
+                    'sliced_unseen_positive':
+                zsl = _zsl_unseen_positive(scores, known, entries, unseen, ks)
+            elif unseen is not None:
+                zsl = _zsl_all_images(
+                    scores[:, unseen] if zsl_pred is None else zsl_pred,
+                    positives[:, unseen],
+                    None if known is None else known[:, unseen], ks)
             ap = gzsl_ap.result() * 100
+        if empty_label_ap == 'zero':
+            ap = np.nan_to_num(ap, nan=0.0)
+            if zsl is not None:
+                zsl = (np.nan_to_num(zsl[0], nan=0.0), zsl[1])
         results = _report('gzsl', ap, gzsl_prf, ks)
         if zsl is not None:
             results.update(_report('zsl', *zsl, ks))
@@ -292,8 +383,28 @@ class ZSLMultiLabelMetric(BaseMetric):
         return results
 
 
-def _zsl(scores: np.ndarray, known: Optional[np.ndarray], entries: _Positives,
-         unseen: np.ndarray, ks: Sequence[int]):
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f'{name} must be one of {choices}, got {value!r}.')
+
+
+def _zsl_all_images(scores: np.ndarray, positives: np.ndarray,
+                    known: Optional[np.ndarray], ks: Sequence[int]):
+    """AP (percent) and P/R/F1@k of the (N, U) unseen-label scores over
+    all images."""
+    scores = np.ascontiguousarray(scores)
+    positives = np.ascontiguousarray(positives)
+    entries = _find_positives(scores, positives)
+    if known is not None:
+        known = np.ascontiguousarray(known)
+    ap = _average_precision(scores, positives, known, entries)
+    prf = _precision_recall_f1(scores, positives, list(ks), entries)
+    return ap * 100, prf
+
+
+def _zsl_unseen_positive(scores: np.ndarray, known: Optional[np.ndarray],
+                         entries: _Positives, unseen: np.ndarray,
+                         ks: Sequence[int]):
     """AP (percent) and P/R/F1@k with the unseen labels as the vocabulary,
     over the images that have an unseen positive."""
     # Position of each label in the ZSL vocabulary, -1 for seen labels.
