@@ -6,6 +6,7 @@ import os.path as osp
 from typing import Optional
 
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 from mmengine.device import (is_cuda_available, is_mlu_available,
                              is_musa_available, is_npu_available)
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
@@ -190,7 +191,29 @@ def merge_args(cfg: Config, args) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if not args.amp:
+        amp_on_this_machine(cfg)
     return cfg
+
+
+def amp_on_this_machine(cfg: Config,
+                        amp_device: Optional[bool] = None) -> bool:
+    """A config that trains in mixed precision with mmengine's
+    ``AmpOptimWrapper`` (e.g. MKT's stage 2, as its authors) runs with
+    ``CPUAmpOptimWrapper`` (bfloat16) on a machine without a GPU, NPU, MLU or
+    MUSA device, where ``AmpOptimWrapper`` refuses to be built. Returns
+    whether it changed the config."""
+    if amp_device is None:
+        amp_device = amp_device_available()
+    if amp_device or optim_wrapper_class(cfg) is not AmpOptimWrapper:
+        return False
+    enable_amp(cfg, amp_device=False)
+    print_log(
+        'The config trains with AmpOptimWrapper, which needs a GPU / NPU / '
+        'MLU / MUSA device; this machine has none: mixed precision in '
+        'bfloat16 on the CPU (CPUAmpOptimWrapper) instead.',
+        logger='current')
+    return True
 
 
 def main():

@@ -363,3 +363,22 @@ def test_cprfl_toy_trains_with_amp_on_cpu(tmp_path, tiny_world,
     _train([str(cfg), '--work-dir', work, '--amp', '--no-validate'])
     _check_amp_run(work, 1, ('loss', ))
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+
+
+def test_a_config_that_asks_for_amp_runs_on_a_cpu(train_tool, monkeypatch):
+    """MKT's stage 2 trains in mixed precision as its authors; without a
+    GPU (and without --amp) it gets the CPU wrapper, with a GPU it keeps
+    mmengine's."""
+    path = osp.join(CONFIG_ROOT, 'mkt', 'mkt_vit_b16_prompt_nuswide.py')
+    assert _resolved(Config.fromfile(path)) is AmpOptimWrapper
+    for amp_device, expected in ((True, AmpOptimWrapper),
+                                 (False, CPUAmpOptimWrapper)):
+        monkeypatch.setattr(train_tool, 'amp_device_available',
+                            lambda: amp_device, raising=False)
+        cfg = train_tool.merge_args(Config.fromfile(path), _args(amp=False))
+        assert _resolved(cfg) is expected
+        assert cfg.optim_wrapper.optimizer.lr == 1e-3
+    # a plain config stays plain without --amp, whatever the machine
+    plain = osp.join(CONFIG_ROOT, 'mkt', 'mkt_vit_b16_20e_nuswide.py')
+    cfg = train_tool.merge_args(Config.fromfile(plain), _args(amp=False))
+    assert _resolved(cfg) is OptimWrapper
