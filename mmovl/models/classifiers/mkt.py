@@ -48,7 +48,8 @@ class MKT(VocabularyHeadClassifier):
     ``VocabularyHook`` with the evaluation set's ``unseen_classes``) gives a
     second vocabulary that the images are scored with as well, alone: its
     scores, normalised across those labels only, go into each sample's
-    ``zsl_score`` for ``ZSLMultiLabelMetric(zsl_protocol='unseen_vocabulary')``.
+    ``zsl_score``, which ``ZSLMultiLabelMetric`` reads with
+    ``zsl_protocol='unseen_vocabulary'``.
     Slicing the unseen columns out of the all-label scores would not give
     the same numbers, since each stream is normalised across the vocabulary.
 
