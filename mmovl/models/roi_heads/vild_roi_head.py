@@ -3,6 +3,7 @@ import logging
 from typing import List, Tuple
 
 import torch
+import torch.nn.functional as F
 from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -89,6 +90,13 @@ class ViLDRoIHead(StandardRoIHead):
              batch_data_samples: List[DetDataSample]) -> dict:
         """The standard losses (ViLD-text, box, mask) plus ``loss_image``.
 
+        With ``image_branch='shared'`` or ``'projection'`` the sampled RoIs
+        and the distillation proposals pass the box head in one batch
+        (:meth:`bbox_loss`), as in the authors' code, so that the head's
+        BN sees one statistic of both; with ``'tower'`` the text branch sees
+        the sampled RoIs and the image tower the proposals, each its own
+        batch (also the authors').
+
         Args:
             x (tuple[Tensor]): Multi-level features.
             rpn_results_list (list[InstanceData]): Proposals of the RPN.
@@ -97,22 +105,68 @@ class ViLDRoIHead(StandardRoIHead):
         Returns:
             dict[str, Tensor]: The losses.
         """
+        branch = getattr(self.bbox_head, 'image_branch', None)
+        if branch in ('shared', 'projection'):
+            self._distill = self.distill_rois(x, batch_data_samples)
+            try:
+                return super().loss(x, rpn_results_list, batch_data_samples)
+            finally:
+                self._distill = None
         losses = super().loss(x, rpn_results_list, batch_data_samples)
-        if getattr(self.bbox_head, 'image_branch', None) is not None:
+        if branch is not None:
             losses.update(self.image_distill_loss(x, batch_data_samples))
         return losses
 
-    def image_distill_loss(self, x: Tuple[Tensor],
-                           batch_data_samples: List[DetDataSample]) -> dict:
-        """The ViLD-image loss of the batch's ``clip_proposals``.
+    def bbox_loss(self, x: Tuple[Tensor], sampling_results: list) -> dict:
+        """mmdet's box loss; during a one-batch :meth:`loss`, the sampled
+        RoIs and the distillation proposals go through the box head
+        together, and ``loss_image`` joins ``loss_bbox``.
 
         Args:
             x (tuple[Tensor]): Multi-level features.
+            sampling_results (list[SamplingResult]): The sampled RoIs.
+
+        Returns:
+            dict: As ``StandardRoIHead.bbox_loss`` (``bbox_feats`` of the
+            sampled RoIs only).
+        """
+        distill = getattr(self, '_distill', None)
+        if distill is None:
+            return super().bbox_loss(x, sampling_results)
+        rois = bbox2roi([res.priors for res in sampling_results])
+        distill_rois, distill_embeds = distill
+        feats = self.bbox_roi_extractor(
+            x[:self.bbox_roi_extractor.num_inputs],
+            torch.cat([rois, distill_rois]))
+        if self.with_shared_head:
+            feats = self.shared_head(feats)
+        head, n = self.bbox_head, len(rois)
+        text_embeds, image_embeds, bbox_pred = head.forward_embeds(feats)
+        cls_score = head.train_logits(text_embeds[:n])
+        loss_and_target = head.loss_and_target(
+            cls_score=cls_score,
+            bbox_pred=bbox_pred[:n],
+            rois=rois,
+            sampling_results=sampling_results,
+            rcnn_train_cfg=self.train_cfg)
+        target = F.normalize(distill_embeds.float(), dim=-1)
+        loss_bbox = dict(loss_and_target['loss_bbox'],
+                         loss_image=head.loss_image(image_embeds[n:], target))
+        return dict(cls_score=cls_score, bbox_pred=bbox_pred[:n],
+                    bbox_feats=feats[:n], loss_bbox=loss_bbox)
+
+    def distill_rois(self, x: Tuple[Tensor],
+                     batch_data_samples: List[DetDataSample]
+                     ) -> Tuple[Tensor, Tensor]:
+        """The RoIs (K, 5) of the batch's ``clip_proposals`` in the input
+        frame and their (K, D) CLIP embeddings (both empty without any).
+
+        Args:
+            x (tuple[Tensor]): Multi-level features (for device and dtype).
             batch_data_samples (list[DetDataSample]): The batch's samples.
 
         Returns:
-            dict[str, Tensor]: ``loss_image`` (0 when no sample has
-            ``clip_proposals``).
+            tuple[Tensor, Tensor]: ``rois`` and ``embeds``.
         """
         if not any('clip_proposals' in s for s in batch_data_samples) and \
                 not getattr(self, '_warned_no_proposals', False):
@@ -124,9 +178,6 @@ class ViLDRoIHead(StandardRoIHead):
                 'ViLD-text). Warned once.',
                 logger='current',
                 level=logging.WARNING)
-        # Samples without proposals add none; with none at all the loss is
-        # a 0 that still reaches the image branch, so that DDP finds every
-        # parameter used.
         device = x[0].device
         boxes, embeds = [], []
         for sample in batch_data_samples:
@@ -148,6 +199,23 @@ class ViLDRoIHead(StandardRoIHead):
         if len(embeds) != len(rois):
             raise ValueError('clip_proposals must have one embedding per box: '
                              f'{len(rois)} boxes, {len(embeds)} embeddings.')
+        return rois, embeds
+
+    def image_distill_loss(self, x: Tuple[Tensor],
+                           batch_data_samples: List[DetDataSample]) -> dict:
+        """The ViLD-image loss of the batch's ``clip_proposals``, in a pass
+        of their own (the ensemble's image tower).
+
+        Args:
+            x (tuple[Tensor]): Multi-level features.
+            batch_data_samples (list[DetDataSample]): The batch's samples.
+
+        Returns:
+            dict[str, Tensor]: ``loss_image`` (0 when no sample has
+            ``clip_proposals``, still connected to the image branch, so that
+            DDP finds every parameter used).
+        """
+        rois, embeds = self.distill_rois(x, batch_data_samples)
         feats = self.bbox_roi_extractor(
             x[:self.bbox_roi_extractor.num_inputs], rois)
         if self.with_shared_head:

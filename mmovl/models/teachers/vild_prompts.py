@@ -213,13 +213,22 @@ def encode_vild_names(
         names (Sequence[str]): Raw category names.
         synonyms (str | Mapping, optional): A file for
             :func:`read_synonyms`, or such a mapping; names it lacks use
-            themselves. Defaults to None (no synonyms).
+            themselves. A file that does not exist gives a warning and no
+            synonyms (e.g. inference without LVIS's annotations at hand).
+            Defaults to None (no synonyms).
 
     Returns:
         torch.Tensor: (len(names), D) unit-norm embeddings.
     """
     if isinstance(synonyms, str):
-        synonyms = read_synonyms(synonyms)
+        if osp.isfile(synonyms):
+            synonyms = read_synonyms(synonyms)
+        else:
+            from mmengine.logging import MMLogger
+            MMLogger.get_current_instance().warning(
+                f'Synonyms file {synonyms} not found: the {len(names)} '
+                'categories are embedded by their names only.')
+            synonyms = None
     synonyms = synonyms or {}
     groups = [list(dict.fromkeys(synonyms.get(n) or [n])) for n in names]
     units = list(dict.fromkeys(s for g in groups for s in g))

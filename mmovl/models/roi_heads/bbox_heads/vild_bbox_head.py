@@ -1,9 +1,11 @@
 # Copyright (c) mmovl contributors. All rights reserved.
+import math
 from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from mmdet.models.layers import multiclass_nms
@@ -69,6 +71,17 @@ class ViLDBBoxHead(ConvFCBBoxHead):
             ``'ensemble'``; may be changed at test time. Defaults to None
             (``'ensemble'`` with a separate image branch, else ``'text'``).
         ensemble_lambda (float): :math:`\lambda`. Defaults to 2/3.
+        norm_fcs (bool): Also normalise after every shared fc (and the image
+            tower's), before its ReLU, with ``norm_cfg`` (``BN`` becomes
+            ``BN1d``): the authors' box head has BN after each of its 4
+            convs and 2 fcs. mmdet's ConvFC head normalises its convs only.
+            Defaults to False.
+        num_zero_logits (int): Extra classes with logit 0 in the training
+            softmax. The authors' code keeps LVIS's 337 rare (novel) classes
+            in it with their logits masked to 0 (``mask_rare``); they add
+            ``num_zero_logits`` to its denominator, as one column of logit
+            ``log(num_zero_logits)`` after the background, which no RoI is
+            labelled with. Inference is unchanged. Defaults to 0.
         loss_image (dict): The image-branch loss. Defaults to
             ``dict(type='ViLDImageLoss', loss_weight=0.5)``.
         num_shared_convs (int): Shared convs (4 in the authors' code).
@@ -103,6 +116,8 @@ class ViLDBBoxHead(ConvFCBBoxHead):
                  image_branch: Optional[str] = 'projection',
                  score_mode: Optional[str] = None,
                  ensemble_lambda: float = 2 / 3,
+                 norm_fcs: bool = False,
+                 num_zero_logits: int = 0,
                  loss_image: dict = dict(type='ViLDImageLoss',
                                          loss_weight=0.5),
                  num_shared_convs: int = 0,
@@ -121,6 +136,9 @@ class ViLDBBoxHead(ConvFCBBoxHead):
         if not 0 <= ensemble_lambda <= 1:
             raise ValueError('ensemble_lambda must be in [0, 1], got '
                              f'{ensemble_lambda}.')
+        if num_zero_logits < 0:
+            raise ValueError('num_zero_logits must be >= 0, got '
+                             f'{num_zero_logits}.')
         super().__init__(
             num_shared_convs=num_shared_convs,
             num_shared_fcs=num_shared_fcs,
@@ -131,6 +149,14 @@ class ViLDBBoxHead(ConvFCBBoxHead):
         self.temperature = temperature
         self.image_branch = image_branch
         self.ensemble_lambda = ensemble_lambda
+        self.norm_fcs = norm_fcs
+        self.num_zero_logits = num_zero_logits
+        if norm_fcs and self.norm_cfg is None:
+            raise ValueError('norm_fcs=True needs a norm_cfg.')
+        if norm_fcs and (self.num_cls_fcs or self.num_reg_fcs):
+            raise ValueError('norm_fcs normalises the shared fcs only; this '
+                             'head has separate cls / reg fcs.')
+        self.shared_fc_norms = self._fc_norms(self.num_shared_fcs)
         self.score_mode = score_mode or (
             'ensemble' if image_branch in ('projection', 'tower') else 'text')
 
@@ -153,6 +179,7 @@ class ViLDBBoxHead(ConvFCBBoxHead):
                                          self.in_channels, True)
             if self.num_shared_fcs == 0 and not self.with_avg_pool:
                 image_dim *= self.roi_feat_area
+            self.image_fc_norms = self._fc_norms(self.num_shared_fcs)
             self.image_proj = nn.Linear(image_dim, embed_dim)
             # As mmdet initialises the shared branch: Xavier for the fcs;
             # the convs are ConvModules that initialise themselves (Kaiming,
@@ -175,6 +202,44 @@ class ViLDBBoxHead(ConvFCBBoxHead):
                     distribution='uniform',
                     override=[dict(name=n) for n in proj_names])
             ]
+
+    def _fc_norms(self, num: int) -> Optional[nn.ModuleList]:
+        """One norm per fc (``norm_cfg`` in its 1-D form), if ``norm_fcs``."""
+        if not self.norm_fcs or num == 0:
+            return None
+        cfg = dict(self.norm_cfg)
+        if cfg['type'] in ('BN', 'BN2d'):
+            cfg['type'] = 'BN1d'
+        return nn.ModuleList(
+            build_norm_layer(cfg, self.fc_out_channels)[1]
+            for _ in range(num))
+
+    def _shared(self, x: Tensor, convs, fcs,
+                norms: Optional[nn.ModuleList]) -> Tensor:
+        """Convs, then fcs each followed by its norm (if any) and ReLU."""
+        for conv in convs:
+            x = conv(x)
+        if len(fcs) > 0:
+            if self.with_avg_pool:
+                x = self.avg_pool(x)
+            x = x.flatten(1)
+            for i, fc in enumerate(fcs):
+                x = fc(x)
+                if norms is not None:
+                    x = norms[i](x)
+                x = self.relu(x)
+        return x
+
+    def _convfc_forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """ConvFCBBoxHead.forward with the fc norms: the classification
+        branch's features and the box deltas."""
+        x = self._shared(x, self.shared_convs, self.shared_fcs,
+                         self.shared_fc_norms)
+        x_cls = self._shared(x, self.cls_convs, self.cls_fcs, None)
+        x_reg = self._shared(x, self.reg_convs, self.reg_fcs, None)
+        x_cls = x_cls.flatten(1) if x_cls.dim() > 2 else x_cls
+        x_reg = x_reg.flatten(1) if x_reg.dim() > 2 else x_reg
+        return x_cls, self.fc_reg(x_reg)
 
     @property
     def score_mode(self) -> str:
@@ -232,14 +297,9 @@ class ViLDBBoxHead(ConvFCBBoxHead):
     # -- forward ----------------------------------------------------------
     def _image_tower(self, x: Tensor) -> Tensor:
         """The ViLD-ensemble image branch's own convs and fcs."""
-        for conv in self.image_convs:
-            x = conv(x)
-        if self.num_shared_fcs > 0 and self.with_avg_pool:
-            x = self.avg_pool(x)
-        x = x.flatten(1)
-        for fc in self.image_fcs:
-            x = self.relu(fc(x))
-        return x
+        x = self._shared(x, self.image_convs, self.image_fcs,
+                         self.image_fc_norms)
+        return x.flatten(1)
 
     def forward_embeds(
         self,
@@ -258,7 +318,7 @@ class ViLDBBoxHead(ConvFCBBoxHead):
             None (no image branch, or ``with_image=False``), both
             normalised, and ``bbox_pred`` (N, 4).
         """
-        feats, bbox_pred = super().forward(x)
+        feats, bbox_pred = self._convfc_forward(x)
         text_embeds = F.normalize(self.text_proj(feats), dim=-1)
         image_embeds = None
         if with_image and self.image_branch == 'shared':
@@ -283,6 +343,16 @@ class ViLDBBoxHead(ConvFCBBoxHead):
         bg = F.normalize(self.bg_embed, dim=0)
         weight = torch.cat([self._class_embeds(), bg[None]])
         return text_embeds @ weight.t() / self.temperature
+
+    def train_logits(self, text_embeds: Tensor) -> Tensor:
+        """The training softmax's logits: :meth:`text_logits`, plus a last
+        column ``log(num_zero_logits)`` when ``num_zero_logits > 0``."""
+        logits = self.text_logits(text_embeds)
+        if self.num_zero_logits == 0:
+            return logits
+        extra = logits.new_full((len(logits), 1),
+                                math.log(self.num_zero_logits))
+        return torch.cat([logits, extra], dim=1)
 
     def predict_scores(self,
                        text_embeds: Tensor,
@@ -335,7 +405,7 @@ class ViLDBBoxHead(ConvFCBBoxHead):
         text_embeds, image_embeds, bbox_pred = self.forward_embeds(
             x, with_image=with_image)
         if self.training:
-            return self.text_logits(text_embeds), bbox_pred
+            return self.train_logits(text_embeds), bbox_pred
         return self.predict_scores(text_embeds, image_embeds), bbox_pred
 
     # -- losses -----------------------------------------------------------
