@@ -15,6 +15,9 @@ with read_base():
 
 from mmovl.engine import DetVocabularyHook
 
+# Every input padded to 1024 x 1024, in training and testing, as the
+# authors' (images are at most 1024 a side here: crops, or long side 1024).
+model.data_preprocessor.update(pad_size_divisor=1024)
 # LVIS's synonyms of each name, averaged with its own embedding (the
 # authors' released classifier uses synonyms); the val file lists all 1203.
 model.update(synonyms=data_root + 'annotations/lvis_v1_val.json')

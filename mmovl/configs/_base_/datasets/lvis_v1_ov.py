@@ -18,7 +18,7 @@ from mmovl.datasets.transforms import LoadCLIPProposalEmbeds, PackViLDInputs
 
 data_root = 'data/lvis_v1/'
 # Written by tools/misc/precompute_vild_embeds.py; a child config that moves
-# it also sets train_dataloader.dataset.dataset.pipeline[2].store_dir.
+# it also sets train_dataloader.dataset.pipeline[2].store_dir.
 clip_embeds_dir = data_root + 'vild_embeds/train'
 batch_size = 2
 num_workers = 2
@@ -29,8 +29,9 @@ backend_args = None
 # less, from small images) and flipped half the time; the data preprocessor
 # pads each batch.
 # mmdet's geometric transforms record a homography, with which
-# PackViLDInputs maps the stored proposals into the crop and drops those cut
-# to less than half.
+# PackViLDInputs maps the stored proposals into the crop, clipped, and keeps
+# them all (the authors' code; PackViLDInputs(min_visible=0.5) drops those
+# cut to less than half).
 image_size = (1024, 1024)
 jitter_steps = [
     dict(type=RandomResize, scale=image_size, ratio_range=(0.1, 2.0),
@@ -48,16 +49,19 @@ train_pipeline = [
     dict(type=PackViLDInputs),
 ]
 # ViLD-text in one line of a child config:
-#   train_dataloader.dataset.dataset.pipeline = train_pipeline_text_only
+#   train_dataloader.dataset.pipeline = train_pipeline_text_only
 train_pipeline_text_only = [
     dict(type=LoadImageFromFile, backend_args=backend_args),
     dict(type=LoadAnnotations, with_bbox=True, with_mask=True),
     *jitter_steps,
     dict(type=PackViLDInputs),
 ]
+# The authors' test scale: long side 1024 (the ViLD configs' data
+# preprocessor pads every batch to 1024 x 1024 with zeros after
+# normalisation, as the authors).
 test_pipeline = [
     dict(type=LoadImageFromFile, backend_args=backend_args),
-    dict(type=Resize, scale=(1333, 800), keep_ratio=True),
+    dict(type=Resize, scale=image_size, keep_ratio=True),
     dict(type=LoadAnnotations, with_bbox=True, with_mask=True),
     dict(
         type=PackDetInputs,
@@ -70,19 +74,20 @@ train_dataloader = dict(
     num_workers=num_workers,
     persistent_workers=True,
     sampler=dict(type=DefaultSampler, shuffle=True),
+    # No repeat-factor sampling (the authors' code; DetPro and mmdet's LVIS
+    # configs add it). As an option, in a child config:
+    #   train_dataloader.dataset = dict(rfs_dataset,
+    #                                   dataset=train_dataloader.dataset)
     dataset=dict(
-        # Repeat-factor sampling, as mmdet's LVIS configs.
-        type=ClassBalancedDataset,
-        oversample_thr=1e-3,
-        dataset=dict(
-            type=LVISV1OVDataset,
-            data_root=data_root,
-            ann_file='annotations/lvis_v1_train.json',
-            data_prefix=dict(img=''),
-            class_split='base',
-            filter_cfg=dict(filter_empty_gt=True, min_size=32),
-            pipeline=train_pipeline,
-            backend_args=backend_args)))
+        type=LVISV1OVDataset,
+        data_root=data_root,
+        ann_file='annotations/lvis_v1_train.json',
+        data_prefix=dict(img=''),
+        class_split='base',
+        filter_cfg=dict(filter_empty_gt=True, min_size=32),
+        pipeline=train_pipeline,
+        backend_args=backend_args))
+rfs_dataset = dict(type=ClassBalancedDataset, oversample_thr=1e-3)
 val_dataloader = dict(
     batch_size=1,
     num_workers=num_workers,

@@ -1,30 +1,49 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 # ViLD on Mask R-CNN R-50 FPN, the paper's main setting: class-agnostic RPN,
-# box regression and mask head; the box head (4 convs + 2 fcs with BN, as
-# the authors' code) projects regions into CLIP's space, scored against CLIP
-# text embeddings of the current vocabulary with a learned background
-# embedding, T = 0.01; ViLD-image distils the CLIP embeddings of 300
-# precomputed proposals an image with weight 0.5. This base is plain ViLD
-# (one region embedding for both losses, text-only scoring); ViLD-ensemble
-# configs switch `image_branch` to 'tower' and `score_mode` to 'ensemble'.
+# box regression and mask head; the box head projects regions into CLIP's
+# space, scored against CLIP text embeddings of the current vocabulary with a
+# learned background embedding, T = 0.01; ViLD-image distils the CLIP
+# embeddings of 300 precomputed proposals an image with weight 0.5. This base
+# is plain ViLD (one region embedding for both losses, text-only scoring);
+# ViLD-ensemble configs switch `image_branch` to 'tower' and `score_mode` to
+# 'ensemble'.
+#
+# As the authors' code (tensorflow/tpu vild_resnet.yaml and the detection
+# code it runs): trainable SyncBN everywhere (momentum 0.997 / eps 1e-4 in
+# TensorFlow's terms), the ResNet-50 trained from scratch with no frozen
+# stage, BN on the FPN's outputs, P6 by a stride-2 conv on P5, an RPN head
+# of 2 shared convs with a BN per level, a box head of 4 convs + 2 fcs with
+# BN after each, Huber box losses (delta 1/9 RPN, 1 R-CNN), 300 detections
+# at score threshold 0.0. See configs/vild/README.md for the table.
 #
 # Teacher: CLIP ViT-B/32 (the paper's), OpenAI's weights as an open_clip
 # state dict, e.g. `open_clip_model.safetensors` of
 # timm/vit_base_patch32_clip_224.openai saved as the file below.
 from mmcv.ops import RoIAlign, nms
 from mmdet.models import (FPN, CrossEntropyLoss, DetDataPreprocessor,
-                          FCNMaskHead, L1Loss, ResNet, RPNHead,
-                          SingleRoIExtractor)
+                          FCNMaskHead, ResNet, SingleRoIExtractor,
+                          SmoothL1Loss)
 from mmdet.models.task_modules import (AnchorGenerator, DeltaXYWHBBoxCoder,
                                        MaxIoUAssigner, RandomSampler)
 
 from mmovl.models import (CLIPTeacher, ViLD, ViLDBBoxHead, ViLDImageLoss,
-                          ViLDRoIHead)
+                          ViLDRoIHead, ViLDRPNHead)
 
 clip_name = 'ViT-B-32-quickgelu'  # OpenAI's weights use QuickGELU
 clip_checkpoint = 'checkpoints/clip_vit_b32_openai.safetensors'
-# The authors' code normalises every head layer with (sync) BN.
-head_norm_cfg = dict(type='SyncBN', requires_grad=True)
+# The authors' BN: synchronised, trainable, TensorFlow momentum 0.997 (the
+# running statistics keep 0.997 of themselves: PyTorch momentum 0.003),
+# epsilon 1e-4; in the backbone, FPN, RPN, box and mask heads alike.
+norm_cfg = dict(type='SyncBN', requires_grad=True, momentum=0.003, eps=1e-4)
+head_norm_cfg = norm_cfg
+# The authors train the backbone from scratch (train.checkpoint.path is '').
+# From ImageNet instead (as DetPro and mmdet's LVIS configs), in a child:
+#   model.backbone.init_cfg = imagenet_init_cfg
+imagenet_init_cfg = dict(type='Pretrained', checkpoint='torchvision://resnet50')
+# Huber(delta) = delta * SmoothL1(beta=delta): mmdet's SmoothL1Loss with
+# beta = loss_weight = delta is the authors' Huber loss.
+rpn_huber_delta = 1 / 9
+rcnn_huber_delta = 1.0
 
 model = dict(
     type=ViLD,
@@ -40,20 +59,28 @@ model = dict(
         depth=50,
         num_stages=4,
         out_indices=(0, 1, 2, 3),
-        frozen_stages=1,
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=True,
+        frozen_stages=-1,
+        norm_cfg=norm_cfg,
+        norm_eval=False,
+        zero_init_residual=False,
         style='pytorch',
-        init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
+        init_cfg=None),
+    # BN on the outputs only (not the laterals); P6 from P5's output
     neck=dict(
         type=FPN,
         in_channels=[256, 512, 1024, 2048],
         out_channels=256,
-        num_outs=5),
+        num_outs=5,
+        add_extra_convs='on_output',
+        norm_cfg=norm_cfg,
+        no_norm_on_lateral=True),
     rpn_head=dict(
-        type=RPNHead,
+        type=ViLDRPNHead,
         in_channels=256,
         feat_channels=256,
+        num_convs=2,
+        norm_cfg=norm_cfg,
+        num_levels=5,
         anchor_generator=dict(
             type=AnchorGenerator,
             scales=[8],
@@ -65,7 +92,9 @@ model = dict(
             target_stds=[1.0, 1.0, 1.0, 1.0]),
         loss_cls=dict(
             type=CrossEntropyLoss, use_sigmoid=True, loss_weight=1.0),
-        loss_bbox=dict(type=L1Loss, loss_weight=1.0)),
+        loss_bbox=dict(
+            type=SmoothL1Loss, beta=rpn_huber_delta,
+            loss_weight=rpn_huber_delta)),
     roi_head=dict(
         type=ViLDRoIHead,
         bbox_roi_extractor=dict(
@@ -82,6 +111,7 @@ model = dict(
             conv_out_channels=256,
             fc_out_channels=1024,
             norm_cfg=head_norm_cfg,
+            norm_fcs=True,
             num_classes=866,  # LVIS v1 base; set_vocabulary() resizes
             temperature=0.01,
             image_branch='shared',
@@ -94,7 +124,9 @@ model = dict(
             reg_class_agnostic=True,
             loss_cls=dict(
                 type=CrossEntropyLoss, use_sigmoid=False, loss_weight=1.0),
-            loss_bbox=dict(type=L1Loss, loss_weight=1.0)),
+            loss_bbox=dict(
+                type=SmoothL1Loss, beta=rcnn_huber_delta,
+                loss_weight=rcnn_huber_delta)),
         mask_roi_extractor=dict(
             type=SingleRoIExtractor,
             roi_layer=dict(type=RoIAlign, output_size=14, sampling_ratio=0),
@@ -165,10 +197,10 @@ model = dict(
             max_per_img=1000,
             nms=dict(type=nms, iou_threshold=0.7),
             min_bbox_size=0),
-        # LVIS AP over 300 detections an image, low threshold (as mmdet's
-        # LVIS configs and the authors' post-processing).
+        # LVIS AP over 300 detections an image, no score threshold (the
+        # authors' post-processing; mmdet's LVIS configs use 1e-4).
         rcnn=dict(
-            score_thr=0.0001,
+            score_thr=0.0,
             nms=dict(type=nms, iou_threshold=0.5),
             max_per_img=300,
             mask_thr_binary=0.5)))

@@ -1,7 +1,9 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 # The ViLD authors' LVIS schedule: batch 256, 180k iterations, SGD momentum
 # 0.9, lr 0.32 with a 1k-iteration linear warm-up from 0.0032, x0.1 at 162k
-# and 171k, weight decay 4e-5.
+# and 171k, weight decay 4e-5 on kernels only (regularization_variable_regex
+# '.*(kernel|weight):0$': conv and fc weights, the background embedding; no
+# biases, no BN parameters).
 from mmengine.hooks import CheckpointHook
 from mmengine.optim import LinearLR, MultiStepLR, OptimWrapper
 from mmengine.runner import IterBasedTrainLoop, TestLoop, ValLoop
@@ -15,7 +17,8 @@ test_cfg = dict(type=TestLoop)
 
 optim_wrapper = dict(
     type=OptimWrapper,
-    optimizer=dict(type=SGD, lr=0.32, momentum=0.9, weight_decay=4e-5))
+    optimizer=dict(type=SGD, lr=0.32, momentum=0.9, weight_decay=4e-5),
+    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
 param_scheduler = [
     dict(type=LinearLR, start_factor=0.01, by_epoch=False, begin=0,
          end=1000),
