@@ -8,8 +8,15 @@
 # annotations/instances_train_lt.json, with the prompts initialised from the
 # same toy CLIP's label embeddings. Tested on instances_val.json; the
 # per-class counts of the LT file give the head / medium / tail mAP.
-# The supervised twin (same backbone, linear head) is
-# toy_vit_p8_linear_10e_toy_lt.py; bench/bench_cprfl_toy.py runs both.
+# The head is the authors' model at toy width (d = 128): their VSI block
+# (pre-norm, no residuals, 8 heads of d / 4), PI hidden d / 2, FFN d, the
+# toy CLIP's text tower trained with the model (at the backbone's 0.1x
+# learning rate, both being pretrained towers), ASL with a constant
+# focusing weight, PyTorch's default init. The schedule is the toy's.
+# mmovl's earlier variant (a standard encoder layer over a frozen teacher's
+# embeddings) is cprfl-enclayer_toy_vit_p8_10e_toy_lt.py; the supervised
+# twin (same backbone, linear head) is toy_vit_p8_linear_10e_toy_lt.py;
+# bench/bench_cprfl_toy.py runs all three.
 from mmengine.config import read_base
 
 with read_base():
@@ -18,11 +25,10 @@ with read_base():
     from .._base_.default_runtime_cls import *  # noqa: F401,F403
     from .._base_.schedules.toy_adamw_10e import *  # noqa: F401,F403
 
-from mmpretrain.models import AsymmetricLoss
-
 from mmovl.engine import VocabularyHook
 from mmovl.evaluation import ZSLMultiLabelMetric
-from mmovl.models import CPRFL, CLIPTeacher, CPRFLHead, OpenCLIPViT
+from mmovl.models import (CPRFL, CLIPTeacher, CPRFLHead,
+                          DetachedAsymmetricLoss, OpenCLIPViT)
 
 num_classes = 30
 toy_clip = 'mmovl-toy-vit'
@@ -56,23 +62,28 @@ model = dict(
         type=CPRFLHead,
         in_channels=128,
         embed_dims=128,
-        num_heads=4,
-        feedforward_channels=256,
-        # pre-norm VSI: 31.2 lt/mAP vs 27.4 post-norm on this toy
-        # (bench/README.md); the paper-scale configs keep post-norm
-        norm_first=True,
+        tau=0.5,
+        vsi_type='cprfl',
+        num_heads=8,
+        head_dims=32,
+        feedforward_channels=128,
+        dropout=0.1,
         loss=dict(
-            type=AsymmetricLoss,
+            type=DetachedAsymmetricLoss,
             gamma_pos=0.0,
             gamma_neg=4.0,
             clip=0.05,
             use_sigmoid=True)),
     teacher=dict(type=CLIPTeacher, model_name=toy_clip,
-                 checkpoint=toy_teacher))
+                 checkpoint=toy_teacher),
+    train_text_encoder=True)
 
-# The pretrained tower at a tenth of the new head's learning rate.
+# The pretrained towers at a tenth of the new head's learning rate.
 optim_wrapper.update(
-    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}))
+    paramwise_cfg=dict(custom_keys={
+        'backbone': dict(lr_mult=0.1),
+        'text_encoder': dict(lr_mult=0.1)
+    }))
 custom_hooks = [dict(type=VocabularyHook)]
 default_hooks.update(
     logger=dict(type=LoggerHook, interval=10),

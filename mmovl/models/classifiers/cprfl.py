@@ -2,10 +2,48 @@
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+import torch.nn as nn
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from ..prompts import TextTower, encode_text_embeds, get_text_tower
+from ..teachers.templates import resolve_templates
 from .utils import VocabularyHeadClassifier, build_cls_data_preprocessor
+
+
+class CLIPTextEncoder(nn.Module):
+    """An open_clip model's text tower as a trainable module.
+
+    ``forward(tokens)`` is open_clip's ``encode_text`` (token embedding,
+    positional embedding, causal transformer, ``ln_final``, the EOT
+    position, text projection), unnormalised, with every parameter
+    trainable. It takes the tower's modules from ``clip_model`` (no copy);
+    the rest of that model (the image tower) is not kept.
+
+    Args:
+        clip_model (nn.Module): An open_clip model with a causal text tower.
+    """
+
+    def __init__(self, clip_model: nn.Module) -> None:
+        super().__init__()
+        tower = get_text_tower(clip_model)
+        self.token_embedding = tower.token_embedding
+        self.positional_embedding = tower.positional_embedding
+        self.transformer = tower.transformer
+        self.ln_final = tower.ln_final
+        self.text_projection = tower.text_projection
+        self.register_buffer('attn_mask', tower.attn_mask, persistent=False)
+        self.pool_type = tower.pool_type
+        self.eos_id = tower.eos_id
+        self.requires_grad_(True)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(N, D) raw text features of (N, L) token ids."""
+        tower = TextTower(self.token_embedding, self.positional_embedding,
+                          self.transformer, self.attn_mask, self.ln_final,
+                          self.text_projection, self.pool_type, self.eos_id)
+        return encode_text_embeds(tower, self.token_embedding(tokens),
+                                  tokens)
 
 
 @MODELS.register_module()
@@ -15,21 +53,43 @@ class CPRFL(VocabularyHeadClassifier):
 
     A CNN backbone gives the last feature map, which a ``CPRFLHead`` turns
     into visual tokens that refine one prompt per category; the prompts are
-    initialised from the CLIP text embeddings of the label names. The CLIP
-    model (a frozen ``CLIPTeacher``) is used only for those label embeddings,
-    computed once per vocabulary and cached. Label names are data:
-    :meth:`set_vocabulary` (called by ``VocabularyHook`` before training and
-    evaluation) decides what is scored.
+    initialised from the CLIP text embeddings of the label names. Label
+    names are data: :meth:`set_vocabulary` (called by ``VocabularyHook``
+    before training and evaluation) decides what is scored.
+
+    The label embeddings come from one of two text encoders:
+
+    - ``train_text_encoder=True`` (the authors' code, the default): the
+      CLIP text tower of ``teacher``'s weights is part of the model and
+      trains with it (in the optimiser, the EMA and the checkpoints). In
+      training the embeddings are recomputed through it at every step; in
+      eval mode they are computed once per vocabulary and weights, and
+      reused. The features are raw (not normalised), averaged over the
+      templates. The teacher's image tower is not kept.
+    - ``train_text_encoder=False``: a frozen ``CLIPTeacher`` gives
+      L2-normalised embeddings, computed once per vocabulary and cached
+      (also on disk with the teacher's ``cache_dir``).
+
+    Either way a new vocabulary goes through the (trained) text tower, so
+    the model stays an open-vocabulary classifier.
 
     Args:
         backbone (dict): An mmpretrain backbone returning a tuple of feature
             maps, e.g. ``ResNet`` (depth 101 in the paper).
         head (dict): A ``CPRFLHead``; ``text_channels`` defaults to the
             teacher's embedding width.
-        teacher (dict): A ``CLIPTeacher``.
+        teacher (dict): A ``CLIPTeacher``: the CLIP weights of the text
+            encoder (CLIP RN50 in the authors' code).
         templates (str | Sequence[str], optional): Prompt templates of the
             label embeddings. Defaults to None (``'a photo of a {}.'``, as the
             paper).
+        train_text_encoder (bool): Train the CLIP text tower with the rest
+            of the model (True), or keep the frozen teacher's cached
+            embeddings (False). Defaults to True.
+        prompt_names (dict, optional): Names put in the prompts instead of
+            the vocabulary's, e.g. ``{'dining table': 'diningtable'}`` to
+            spell VOC's classes as the data set does (the authors' code).
+            Names not in it are used as they are. Defaults to None.
         data_preprocessor (dict, optional): Defaults to None
             (``ClsDataPreprocessor``).
         init_cfg (dict, optional): Defaults to None.
@@ -39,8 +99,8 @@ class CPRFL(VocabularyHeadClassifier):
         ...     type='CPRFL',
         ...     backbone=dict(type='ResNet', depth=101),
         ...     head=dict(type='CPRFLHead', in_channels=2048),
-        ...     teacher=dict(type='CLIPTeacher', model_name='ViT-B-16',
-        ...                  checkpoint='clip.safetensors'))
+        ...     teacher=dict(type='CLIPTeacher', model_name='RN50-quickgelu',
+        ...                  checkpoint='clip_rn50.safetensors'))
         >>> model = MODELS.build(model)  # doctest: +SKIP
         >>> model.set_vocabulary(['cat', 'dog'])  # doctest: +SKIP
     """
@@ -50,30 +110,78 @@ class CPRFL(VocabularyHeadClassifier):
                  head: dict,
                  teacher: dict,
                  templates: Optional[Union[str, Sequence[str]]] = None,
+                 train_text_encoder: bool = True,
+                 prompt_names: Optional[Dict[str, str]] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         data_preprocessor = build_cls_data_preprocessor(data_preprocessor)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
-        self.teacher = MODELS.build(teacher)
+        teacher = MODELS.build(teacher)
         head = dict(head)
-        head.setdefault('text_channels', self.teacher.embed_dim)
+        head.setdefault('text_channels', teacher.embed_dim)
         self.head = MODELS.build(head)
-        self.templates = templates
+        self.templates = resolve_templates(templates)
+        self.train_text_encoder = train_text_encoder
+        self.prompt_names = dict(prompt_names or {})
+        if train_text_encoder:
+            # the tower's modules move here; the rest of the CLIP model
+            # (its image tower) goes with the teacher
+            self.teacher = None
+            self.text_encoder = CLIPTextEncoder(teacher.clip)
+            self.tokenizer = teacher.tokenizer
+        else:
+            self.teacher = teacher
+            self.text_encoder = None
         self.vocabulary: Optional[List[str]] = None
         self._label_embeds: Optional[torch.Tensor] = None
+        self._label_embeds_key: Optional[torch.Tensor] = None
 
     # -- vocabulary -------------------------------------------------------
+    def _prompt_names(self) -> List[str]:
+        return [self.prompt_names.get(n, n) for n in self.vocabulary]
+
+    def encode_vocabulary(self) -> torch.Tensor:
+        """(C, m) raw features of the vocabulary's prompts through the
+        trainable text tower, averaged over the templates, with gradients
+        (``train_text_encoder=True`` only)."""
+        prompts = [t.format(n) for n in self._prompt_names()
+                   for t in self.templates]
+        device = self.text_encoder.positional_embedding.device
+        feats = self.text_encoder(self.tokenizer(prompts).to(device))
+        return feats.float().view(len(self.vocabulary), len(self.templates),
+                                  -1).mean(dim=1)
+
+    def _weights_key(self) -> torch.Tensor:
+        """What identifies the text tower's weights: the sum of each
+        parameter (changed by a step, an EMA swap or a load)."""
+        return torch.stack(
+            [p.detach().float().sum() for p in self.text_encoder.parameters()])
+
     def label_embeds(self) -> torch.Tensor:
-        """(C, m) CLIP embeddings of the current vocabulary, cached."""
+        """(C, m) embeddings of the current vocabulary: through the
+        trainable tower (recomputed at each training step, cached in eval
+        mode while the weights stay the same), or the frozen teacher's
+        (cached)."""
         if self.vocabulary is None:
             raise RuntimeError(
                 'CPRFL needs a vocabulary: call set_vocabulary() or add '
                 'VocabularyHook to custom_hooks')
+        if self.text_encoder is not None:
+            if self.training:
+                self._label_embeds = None
+                return self.encode_vocabulary()
+            key = self._weights_key()
+            if (self._label_embeds is None
+                    or not torch.equal(key, self._label_embeds_key)):
+                with torch.no_grad():
+                    self._label_embeds = self.encode_vocabulary()
+                self._label_embeds_key = key
+            return self._label_embeds
         if self._label_embeds is None:
             self._label_embeds = self.teacher.encode_labels(
-                self.vocabulary, self.templates)
+                self._prompt_names(), self.templates)
         device = next(self.head.parameters()).device
         if self._label_embeds.device != device:
             self._label_embeds = self._label_embeds.to(device)

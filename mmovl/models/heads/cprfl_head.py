@@ -8,6 +8,7 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from .cprfl_vsi import CPRFLVSIBlock
 from .utils import check_label_embeds, multi_hot_targets
 
 
@@ -31,7 +32,7 @@ class CPRFLHead(BaseModule):
     - prompt initialisation (PI):
       :math:`P = \mathrm{GELU}(W W_1 + b_1) W_2 + b_2` (C, d), with a hidden
       width :math:`t = \lfloor \tau d \rfloor`;
-    - visual-semantic interaction (VSI): one transformer-encoder layer over
+    - visual-semantic interaction (VSI): one transformer block over
       :math:`Z = [F; P]` per image; only the outputs at the prompt positions
       are kept, :math:`P'` (B, C, d);
     - scoring: :math:`s_i = \langle p'_i, p_i \rangle`, each category's
@@ -42,26 +43,48 @@ class CPRFLHead(BaseModule):
     layer and directly through the scoring (the paper's dual-path
     back-propagation).
 
+    The defaults are the authors' code (github jiexuanyan/CPRFL): d = 2048,
+    PI Linear(1024, 1024) -> GELU -> Linear(1024, 2048) on CLIP RN50's
+    1024-d text features, the VSI block :class:`CPRFLVSIBlock` (pre-norm,
+    no residual connections, 8 heads of width 512), PyTorch's default
+    initialisation, and ASL with its focusing weight detached
+    (:class:`DetachedAsymmetricLoss`).
+
     Args:
         in_channels (int): Channels d0 of the feature map. Defaults to 2048
             (ResNet-101).
-        text_channels (int): Width m of the label embeddings. Defaults to 512
-            (CLIP ViT-B/16).
+        text_channels (int): Width m of the label embeddings. Defaults to
+            1024 (CLIP RN50).
         embed_dims (int): Width d of the visual tokens and prompts.
-            Defaults to 1024.
+            Defaults to 2048.
         tau (float): Hidden width of PI as a fraction of ``embed_dims``.
             Defaults to 0.5.
+        vsi_type (str): ``'cprfl'``: the authors' block
+            (:class:`CPRFLVSIBlock`); ``'encoder_layer'``: PyTorch's
+            ``nn.TransformerEncoderLayer`` (residual connections, ReLU,
+            biased q / k / v of width ``embed_dims / num_heads``), a
+            different function. Defaults to ``'cprfl'``.
         num_heads (int): Attention heads of the VSI layer. Defaults to 8.
+        head_dims (int): Width of each attention head of the ``'cprfl'``
+            block; ``'encoder_layer'`` uses ``embed_dims // num_heads``.
+            Defaults to 512.
         feedforward_channels (int): Hidden width of the VSI layer's FFN.
             Defaults to 2048.
         dropout (float): Dropout of the VSI layer. Defaults to 0.1.
-        norm_first (bool): Layer norm before attention and FFN (pre-norm)
-            in the VSI layer instead of after (post-norm, PyTorch's and the
-            original Transformer's default). Defaults to False.
+        norm_first (bool): ``'encoder_layer'`` only: layer norm before
+            attention and FFN (pre-norm) instead of after (post-norm,
+            PyTorch's default). Defaults to False.
+        prompt_init_std (float, optional): If given, PI's last layer starts
+            from N(0, std) weights and zero bias, so that every score of a
+            residual (``'encoder_layer'``) block starts near 0; mmovl's
+            earlier head used 0.02. Defaults to None (PyTorch's default
+            initialisation, as the authors).
         loss (dict): The loss on the logits, called as
-            ``loss(logits, multi_hot)``. Defaults to mmpretrain's
-            ``AsymmetricLoss`` with the paper's settings (gamma+ 0, gamma- 4,
-            clip 0.05).
+            ``loss(logits, multi_hot)``. Defaults to
+            ``DetachedAsymmetricLoss`` with the paper's settings (gamma+ 0,
+            gamma- 4, clip 0.05), the focusing weight without gradient as
+            the authors' code; mmpretrain's ``AsymmetricLoss`` differentiates
+            it.
         init_cfg (dict, optional): Defaults to None.
 
     Note:
@@ -75,7 +98,7 @@ class CPRFLHead(BaseModule):
         >>> import torch
         >>> from mmovl.models.heads import CPRFLHead
         >>> head = CPRFLHead(in_channels=8, text_channels=6, embed_dims=16,
-        ...                  num_heads=2, feedforward_channels=32)
+        ...                  num_heads=2, head_dims=8, feedforward_channels=32)
         >>> feats = (torch.randn(2, 8, 3, 3), )  # a backbone's stages
         >>> labels = torch.randn(5, 6)  # 5 labels now, any number later
         >>> head(feats, labels).shape
@@ -84,17 +107,22 @@ class CPRFLHead(BaseModule):
 
     LARGE_VOCABULARY = 1000
 
+    VSI_TYPES = ('cprfl', 'encoder_layer')
+
     def __init__(self,
                  in_channels: int = 2048,
-                 text_channels: int = 512,
-                 embed_dims: int = 1024,
+                 text_channels: int = 1024,
+                 embed_dims: int = 2048,
                  tau: float = 0.5,
+                 vsi_type: str = 'cprfl',
                  num_heads: int = 8,
+                 head_dims: int = 512,
                  feedforward_channels: int = 2048,
                  dropout: float = 0.1,
                  norm_first: bool = False,
+                 prompt_init_std: Optional[float] = None,
                  loss: dict = dict(
-                     type='AsymmetricLoss',
+                     type='DetachedAsymmetricLoss',
                      gamma_pos=0.0,
                      gamma_neg=4.0,
                      clip=0.05,
@@ -105,28 +133,39 @@ class CPRFLHead(BaseModule):
         if hidden < 1:
             raise ValueError(f'tau * embed_dims must be at least 1, got '
                              f'{tau} * {embed_dims}.')
+        if vsi_type not in self.VSI_TYPES:
+            raise ValueError(f'vsi_type must be one of {self.VSI_TYPES}, '
+                             f'got {vsi_type!r}.')
         self.in_channels = in_channels
         self.text_channels = text_channels
         self.embed_dims = embed_dims
+        self.vsi_type = vsi_type
         self.visual_proj = nn.Linear(in_channels, embed_dims)
         self.prompt_init = nn.Sequential(
             nn.Linear(text_channels, hidden), nn.GELU(),
             nn.Linear(hidden, embed_dims))
-        # Start with small prompts, so that every score starts near 0
-        # (sigmoid 0.5). With PyTorch's default init the prompts are large
-        # against the layer-normed refined features, every label starts out
-        # confidently positive, and the asymmetric loss then drives all
-        # scores negative where its down-weighted negatives leave almost no
-        # gradient: training stalls on an image-independent solution.
-        nn.init.normal_(self.prompt_init[2].weight, std=0.02)
-        nn.init.zeros_(self.prompt_init[2].bias)
-        self.vsi = nn.TransformerEncoderLayer(
-            d_model=embed_dims,
-            nhead=num_heads,
-            dim_feedforward=feedforward_channels,
-            dropout=dropout,
-            norm_first=norm_first,
-            batch_first=True)
+        if prompt_init_std is not None:
+            # With a residual VSI layer, large prompts make every score
+            # start at a large <p, p>: every label confidently positive, and
+            # the asymmetric loss then drives all scores negative where its
+            # down-weighted negatives leave almost no gradient.
+            nn.init.normal_(self.prompt_init[2].weight, std=prompt_init_std)
+            nn.init.zeros_(self.prompt_init[2].bias)
+        if vsi_type == 'cprfl':
+            self.vsi = CPRFLVSIBlock(
+                embed_dims=embed_dims,
+                num_heads=num_heads,
+                head_dims=head_dims,
+                feedforward_channels=feedforward_channels,
+                dropout=dropout)
+        else:
+            self.vsi = nn.TransformerEncoderLayer(
+                d_model=embed_dims,
+                nhead=num_heads,
+                dim_feedforward=feedforward_channels,
+                dropout=dropout,
+                norm_first=norm_first,
+                batch_first=True)
         self.loss_module = MODELS.build(loss)
 
     # -- the three steps ----------------------------------------------------
@@ -188,7 +227,7 @@ class CPRFLHead(BaseModule):
             prompts (torch.Tensor): P, shape (C, d), shared by the images.
 
         Returns:
-            torch.Tensor: P', the encoder's outputs at the prompt positions,
+            torch.Tensor: P', the block's outputs at the prompt positions,
             shape (B, C, d).
         """
         batch, num_tokens = tokens.shape[:2]
