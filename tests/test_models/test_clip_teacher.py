@@ -300,6 +300,33 @@ def test_disk_cache(tiny_clip, ckpt, tmp_path):
     assert not any(n.startswith('.tmp-') for n in cached_files())
 
 
+def test_stored_label_embeds(ckpt, tmp_path):
+    """Embeddings given to store_label_embeds (e.g. a released model's) are
+    served as given, from memory and from the disk cache, for that order of
+    names and those templates only."""
+    given = torch.randn(3, 16) * 3
+    teacher = _teacher(ckpt['pt'])
+    assert teacher.store_label_embeds(NAMES, given, TWO_TEMPLATES) is None
+    with _count_text_encoder(teacher) as encoder:
+        assert torch.equal(teacher.encode_labels(NAMES, TWO_TEMPLATES), given)
+        assert encoder.call_count == 0
+    cache_dir = str(tmp_path / 'cache')
+    writer = _teacher(ckpt['pt'], cache_dir=cache_dir)
+    path = writer.store_label_embeds(NAMES, given, TWO_TEMPLATES,
+                                     metadata=dict(source='released'))
+    assert os.listdir(cache_dir) == [os.path.basename(path)]
+    assert path == writer.cache.path(
+        writer.label_cache_key(NAMES, list(TWO_TEMPLATES)))
+    reader = _teacher(ckpt['pt'], cache_dir=cache_dir)
+    with _count_text_encoder(reader) as encoder:
+        assert torch.equal(reader.encode_labels(NAMES, TWO_TEMPLATES), given)
+        assert encoder.call_count == 0
+        reader.encode_labels(NAMES[::-1], TWO_TEMPLATES)
+        assert encoder.call_count > 0
+    with pytest.raises(ValueError, match=r'shape \(3, 16\)'):
+        writer.store_label_embeds(NAMES, given[:, :8])
+
+
 def test_corrupt_disk_cache_is_recomputed(ckpt, tmp_path):
     cache_dir = str(tmp_path / 'cache')
     first = _teacher(

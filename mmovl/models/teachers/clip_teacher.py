@@ -381,17 +381,10 @@ class CLIPTeacher(BaseModule):
                 (``('a photo of a {}.',)``).
 
         Returns:
-            torch.Tensor: (C, D) float32 embeddings of unit norm, on
-            :attr:`device`.
+            torch.Tensor: (C, D) float32 embeddings of unit norm (or as
+            given to :meth:`store_label_embeds`), on :attr:`device`.
         """
-        if isinstance(names, str) or not all(
-                isinstance(n, str) for n in names):
-            raise TypeError('names must be a sequence of strings.')
-        names = tuple(names)
-        if not names:
-            raise ValueError('names must not be empty.')
-        templates = resolve_templates(templates)
-
+        names, templates = self._check_names(names, templates)
         memory_key = (templates, names)
         embeds = self._memory.get(memory_key)
         if embeds is None or embeds.device != self.device:
@@ -405,12 +398,27 @@ class CLIPTeacher(BaseModule):
         """Forget the label embeddings cached in memory."""
         self._memory.clear()
 
-    def _load_or_encode(self, names: Tuple[str, ...],
-                        templates: Tuple[str, ...]) -> torch.Tensor:
-        if self.cache is None:
-            return self._encode_prompts(names, templates)
-        logger = MMLogger.get_current_instance()
-        key = make_cache_key(
+    @staticmethod
+    def _check_names(
+        names: Sequence[str], templates: Union[None, str, Sequence[str]]
+    ) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+        if isinstance(names, str) or not all(
+                isinstance(n, str) for n in names):
+            raise TypeError('names must be a sequence of strings.')
+        names = tuple(names)
+        if not names:
+            raise ValueError('names must not be empty.')
+        return names, resolve_templates(templates)
+
+    def label_cache_key(
+        self,
+        names: Sequence[str],
+        templates: Union[None, str, Sequence[str]] = None
+    ) -> str:
+        """The disk-cache key of the label embeddings of ``names`` under
+        ``templates`` (arguments as :meth:`encode_labels`)."""
+        names, templates = self._check_names(names, templates)
+        return make_cache_key(
             kind='mmovl-clip-label-embeddings',
             version=1,
             model_name=self.model_name,
@@ -418,6 +426,57 @@ class CLIPTeacher(BaseModule):
             weights=self._get_weights_id(),
             templates=list(templates),
             names=list(names))
+
+    def store_label_embeds(
+        self,
+        names: Sequence[str],
+        embeds: torch.Tensor,
+        templates: Union[None, str, Sequence[str]] = None,
+        metadata: Optional[Dict[str, str]] = None
+    ) -> Optional[str]:
+        """Have :meth:`encode_labels` return these embeddings for ``names``
+        and ``templates`` instead of encoding them, e.g. the label embeddings
+        a released model was trained with
+        (``tools/model_converters/mkt_to_mmovl.py``). They are kept as given
+        (not normalised), in memory and, with ``cache_dir``, in the disk
+        cache, where any entry of the same key is replaced.
+
+        Args:
+            names (Sequence[str]): The label names; row ``i`` is ``names[i]``.
+            embeds (torch.Tensor): (C, D) embeddings.
+            templates (None | str | Sequence[str]): As in
+                :meth:`encode_labels`. Defaults to None.
+            metadata (dict[str, str], optional): Extra strings for the cache
+                file's header (e.g. where the embeddings come from).
+                Defaults to None.
+
+        Returns:
+            str | None: The cache file written, or None without a disk cache.
+        """
+        names, templates = self._check_names(names, templates)
+        shape = (len(names), self.embed_dim)
+        if embeds.ndim != 2 or tuple(embeds.shape) != shape:
+            raise ValueError(f'Expected label embeddings of shape {shape}, '
+                             f'got {tuple(embeds.shape)}.')
+        embeds = embeds.detach().float().cpu()
+        self._memory[(templates, names)] = embeds.to(self.device)
+        if self.cache is None:
+            return None
+        header = dict(
+            model_name=self.model_name,
+            weights=self._get_weights_id(),
+            num_names=str(len(names)),
+            templates=json.dumps(templates))
+        header.update(metadata or {})
+        return self.cache.save(
+            self.label_cache_key(names, templates), embeds, metadata=header)
+
+    def _load_or_encode(self, names: Tuple[str, ...],
+                        templates: Tuple[str, ...]) -> torch.Tensor:
+        if self.cache is None:
+            return self._encode_prompts(names, templates)
+        logger = MMLogger.get_current_instance()
+        key = self.label_cache_key(names, templates)
         try:
             embeds = self.cache.load(
                 key, shape=(len(names), self.embed_dim))
