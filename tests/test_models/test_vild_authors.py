@@ -220,3 +220,216 @@ def test_clipped_proposals_kept_as_the_authors():
     np.testing.assert_array_equal(authors.embeds.numpy(), np.eye(5, 3)[:4])
     assert len(pack(min_visible=0.5)) == 1
     assert len(pack(min_visible=0.0)) == 2
+
+
+# -- one RoI batch: BN sees the sampled RoIs and the proposals together -----
+def _roi_head(image_branch='shared'):
+    from mmdet.registry import MODELS
+    from mmengine.config import ConfigDict
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    bn = dict(type='BN', momentum=1.0)  # running stats = the last batch's
+    head = MODELS.build(dict(
+        type='ViLDRoIHead',
+        bbox_roi_extractor=dict(
+            type='SingleRoIExtractor',
+            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
+            out_channels=4, featmap_strides=[4]),
+        bbox_head=dict(
+            type='ViLDBBoxHead', in_channels=4, roi_feat_size=7,
+            num_shared_convs=1, num_shared_fcs=1, conv_out_channels=4,
+            fc_out_channels=8, embed_dim=8, norm_cfg=bn, norm_fcs=True,
+            image_branch=image_branch, num_classes=3,
+            loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0)),
+        train_cfg=ConfigDict(
+            assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5,
+                          neg_iou_thr=0.5, min_pos_iou=0.5),
+            sampler=dict(type='RandomSampler', num=6, pos_fraction=0.5,
+                         add_gt_as_proposals=True),
+            pos_weight=-1)))
+    head.init_weights()
+    head.bbox_head.set_class_embeddings(F.normalize(torch.randn(3, 8), dim=1))
+    return head.train()
+
+
+def _roi_batch():
+    from mmdet.structures import DetDataSample
+    samples, rpn = [], []
+    for i in range(2):
+        s = DetDataSample(metainfo=dict(img_shape=(64, 64)))
+        s.gt_instances = InstanceData(
+            bboxes=torch.tensor([[8., 8., 40., 40.]]) + 4 * i,
+            labels=torch.tensor([i]))
+        s.clip_proposals = InstanceData(
+            metainfo=dict(frame='input'),
+            bboxes=torch.tensor([[2., 2., 20., 30.], [30., 10., 60., 60.],
+                                 [0., 0., 64., 64.]])[:3 - i],
+            embeds=F.normalize(torch.randn(3 - i, 8), dim=1))
+        samples.append(s)
+        rpn.append(InstanceData(
+            bboxes=torch.tensor([[6., 6., 38., 42.], [20., 20., 60., 60.],
+                                 [0., 30., 30., 64.], [10., 0., 50., 20.]]),
+            scores=torch.ones(4)))
+    return samples, rpn
+
+
+def test_one_batch_bn_over_sampled_rois_and_proposals():
+    head = _roi_head('shared')
+    samples, rpn = _roi_batch()
+    x = (torch.randn(2, 4, 16, 16), )
+    seen = []
+    head.bbox_roi_extractor.register_forward_hook(
+        lambda m, args, out: seen.append(args[1].clone()))
+    torch.manual_seed(1)
+    losses = head.loss(x, rpn, samples)
+    assert set(losses) >= {'loss_cls', 'loss_bbox', 'loss_image'}
+    assert len(seen) == 1  # one pass through the box head
+    rois = seen[0]
+    # the last rows are the proposals of both images, in order
+    proposals = torch.cat([
+        torch.cat([torch.full((len(s.clip_proposals), 1), float(i)),
+                   s.clip_proposals.bboxes], 1)
+        for i, s in enumerate(samples)])
+    assert torch.equal(rois[-len(proposals):], proposals)
+    num_sampled = len(rois) - len(proposals)
+    assert num_sampled >= 2
+    # independently: the conv's and the fc's outputs over the whole batch
+    bbox_head = head.bbox_head
+    conv_module = bbox_head.shared_convs[0]
+    with torch.no_grad():
+        feats = head.bbox_roi_extractor(x, rois)
+        conv_out = conv_module.conv(feats)
+        fc_out = bbox_head.shared_fcs[0](
+            conv_module.activate(conv_module.norm(conv_out)).flatten(1))
+    stat = conv_out.mean(dim=(0, 2, 3))
+    torch.testing.assert_close(conv_module.norm.running_mean, stat)
+    torch.testing.assert_close(bbox_head.shared_fc_norms[0].running_mean,
+                               fc_out.mean(0))
+    # two passes (sampled RoIs, then proposals) would leave another one
+    sampled_only = conv_out[:num_sampled].mean(dim=(0, 2, 3))
+    proposals_only = conv_out[num_sampled:].mean(dim=(0, 2, 3))
+    for other in (sampled_only, proposals_only):
+        assert (other - stat).abs().max() > 1e-3
+
+
+def test_one_batch_image_loss_equals_the_formula():
+    head = _roi_head('shared')
+    samples, rpn = _roi_batch()
+    x = (torch.randn(2, 4, 16, 16), )
+    seen = []
+    head.bbox_roi_extractor.register_forward_hook(
+        lambda m, args, out: seen.append(args[1].clone()))
+    losses = head.loss(x, rpn, samples)
+    # 0.5 * mean over the proposals of the L1 distance between the region
+    # embeddings of the one batch (training-mode BN: its own statistics)
+    # and the normalised CLIP embeddings
+    rois, embeds = head.distill_rois(x, samples)
+    with torch.no_grad():
+        text, _, _ = head.bbox_head.forward_embeds(
+            head.bbox_roi_extractor(x, seen[0]))
+    region = text[-len(rois):]
+    expected = 0.5 * (region - F.normalize(embeds, dim=1)).abs().sum(1) \
+        .mean()
+    assert losses['loss_image'].item() == pytest.approx(expected.item(),
+                                                        rel=1e-5)
+
+
+def test_ensemble_tower_keeps_its_own_batch():
+    head = _roi_head('tower')
+    samples, rpn = _roi_batch()
+    seen = []
+    head.bbox_roi_extractor.register_forward_hook(
+        lambda m, args, out: seen.append(len(args[1])))
+    losses = head.loss((torch.randn(2, 4, 16, 16), ), rpn, samples)
+    assert 'loss_image' in losses
+    assert seen[1] == 5 and seen[0] > 0  # sampled RoIs, then the proposals
+
+
+# -- RPN head: shared convs, a BN per level ---------------------------------
+def test_rpn_head_norm_per_level():
+    from mmovl.models import ViLDRPNHead
+    torch.manual_seed(0)
+    head = ViLDRPNHead(
+        4, feat_channels=4, num_convs=2, num_levels=2,
+        norm_cfg=dict(type='BN', momentum=1.0),
+        anchor_generator=dict(type='AnchorGenerator', scales=[8],
+                              ratios=[0.5, 1.0, 2.0], strides=[4, 8]))
+    head.init_weights()
+    assert len(head.rpn_convs) == 2 and len(head.rpn_norms) == 2
+    x = (torch.randn(2, 4, 8, 8), 3 + torch.randn(2, 4, 4, 4))
+    cls, reg = head(x)
+    assert [c.shape[1] for c in cls] == [3, 3]
+    assert [r.shape[1] for r in reg] == [12, 12]
+    for level in range(2):
+        with torch.no_grad():
+            out = head.rpn_convs[0](x[level])
+        torch.testing.assert_close(
+            head.rpn_norms[level][0].running_mean, out.mean(dim=(0, 2, 3)))
+    assert not torch.allclose(head.rpn_norms[0][0].running_mean,
+                              head.rpn_norms[1][0].running_mean)
+    with pytest.raises(ValueError, match='2 levels'):
+        head(x + x[:1])
+
+
+# -- Huber box losses and the zero logits -----------------------------------
+@pytest.mark.parametrize('delta', [1 / 9, 1.0])
+def test_huber_as_smooth_l1_hand_computed(delta):
+    from mmdet.models.losses import SmoothL1Loss
+    pred = torch.tensor([[0.05, -0.3, 2.0, 0.0]])
+    target = torch.zeros(1, 4)
+    got = SmoothL1Loss(beta=delta, loss_weight=delta, reduction='sum')(
+        pred, target)
+    # Huber(delta): 0.5 x^2 inside |x| <= delta, delta (|x| - delta / 2)
+    # outside; by hand for 0.05, 0.3, 2.0 and 0
+    if delta == 1.0:
+        hand = 0.5 * 0.05**2 + 0.5 * 0.3**2 + (2.0 - 0.5)
+    else:
+        hand = 0.5 * 0.05**2 + (0.3 - 1 / 18) / 9 + (2.0 - 1 / 18) / 9
+    assert got.item() == pytest.approx(hand, rel=1e-6)
+
+
+def test_vild_config_is_the_authors():
+    from mmengine.config import Config
+    cfg = Config.fromfile(LVIS_CONFIG)
+    model = cfg.model
+    norm = dict(type='SyncBN', requires_grad=True, momentum=0.003, eps=1e-4)
+    bb = model.backbone
+    assert (bb.frozen_stages, bb.norm_eval, bb.init_cfg, bb.norm_cfg) == \
+        (-1, False, None, norm)
+    assert (model.neck.norm_cfg, model.neck.no_norm_on_lateral,
+            model.neck.add_extra_convs) == (norm, True, 'on_output')
+    rpn = model.rpn_head
+    assert (rpn.num_convs, rpn.norm_cfg) == (2, norm)
+    assert (rpn.loss_bbox.beta, rpn.loss_bbox.loss_weight) == (1 / 9, 1 / 9)
+    box = model.roi_head.bbox_head
+    assert (box.num_shared_convs, box.num_shared_fcs, box.norm_cfg,
+            box.norm_fcs) == (4, 2, norm, True)
+    assert (box.loss_bbox.beta, box.loss_bbox.loss_weight) == (1.0, 1.0)
+    assert model.test_cfg.rcnn.score_thr == 0.0
+    assert model.test_cfg.rcnn.max_per_img == 300
+    assert model.data_preprocessor.pad_size_divisor == 1024
+    assert cfg.test_dataloader.dataset.pipeline[1].scale == (1024, 1024)
+    assert 'LVISV1OVDataset' in str(cfg.train_dataloader.dataset.type)
+    assert cfg.optim_wrapper.paramwise_cfg == dict(norm_decay_mult=0.0,
+                                                   bias_decay_mult=0.0)
+
+
+def test_zero_logits_join_the_training_softmax():
+    from mmovl.models import ViLDBBoxHead
+    torch.manual_seed(0)
+    head = ViLDBBoxHead(in_channels=4, roi_feat_size=7, fc_out_channels=8,
+                        embed_dim=8, num_classes=3, num_zero_logits=5)
+    head.init_weights()
+    head.set_class_embeddings(F.normalize(torch.randn(3, 8), dim=1))
+    head.train()
+    text = F.normalize(torch.randn(4, 8), dim=1)
+    logits = head.train_logits(text)
+    assert logits.shape == (4, 3 + 1 + 1)
+    labels = torch.tensor([0, 2, 3, 3])  # 3 is the background
+    ce = F.cross_entropy(logits, labels, reduction='none')
+    # by hand: softmax over the classes, the background and 5 zero logits
+    plain = head.text_logits(text)
+    hand = -plain[torch.arange(4), labels] + torch.log(
+        plain.exp().sum(1) + 5 * torch.exp(torch.tensor(0.)))
+    torch.testing.assert_close(ce, hand)
