@@ -100,9 +100,9 @@ def main():
           flush=True)
     store = osp.join(work, 'clip_embeds')
     start = time.perf_counter()
+    # the teacher is the config's (the toy CLIP), which the store records
     run([sys.executable, 'tools/misc/precompute_vild_embeds.py', TEXT,
-         text_ckpt, '--dataset-config', TEXT, '--clip-model',
-         'mmovl-toy-vit', '--clip-checkpoint', TEACHER, '--out', store,
+         text_ckpt, '--dataset-config', TEXT, '--out', store,
          '--num-proposals', str(args.num_proposals)],
         osp.join(REPO, work, 'precompute.log'))
     minutes['precompute'] = (time.perf_counter() - start) / 60
