@@ -58,6 +58,7 @@ CLIP_B16 = ('checkpoints/clip_vit_b16_openai.safetensors',
             'ViT-B-16-quickgelu')
 CLIP_B32 = ('checkpoints/clip_vit_b32_openai.safetensors',
             'ViT-B-32-quickgelu')
+CLIP_RN50 = ('checkpoints/clip_rn50_openai.safetensors', 'RN50-quickgelu')
 
 
 class RehearsalError(RuntimeError):
@@ -296,9 +297,9 @@ REHEARSALS: Dict[str, Rehearsal] = {
         Rehearsal('mkt/mkt_vit_b16_20e_openimages.py', 'MKT',
                   ('open_images', ), (CLIP_B16, ), _MKT_KEYS),
         Rehearsal('cprfl/cprfl_r101_80e_coco_lt.py', 'CPRFL', ('coco', ),
-                  (CLIP_B16, ), _LT_KEYS, extra=('resnet101_in1k', )),
+                  (CLIP_RN50, ), _LT_KEYS, extra=('resnet101_in1k', )),
         Rehearsal('cprfl/cprfl_r101_80e_voc_lt.py', 'CPRFL', ('voc', ),
-                  (CLIP_B16, ), _LT_KEYS, extra=('resnet101_in1k', )),
+                  (CLIP_RN50, ), _LT_KEYS, extra=('resnet101_in1k', )),
         _vild_rehearsal('vild/vild_r50_fpn_32xb8_180k_lvis_v1_base.py',
                         'lvis', _LVIS_KEYS),
         _vild_rehearsal('vild/vild_ens_r50_fpn_32xb8_180k_lvis_v1_base.py',
