@@ -1,5 +1,5 @@
 # Copyright (c) mmovl contributors. All rights reserved.
-"""Convert the MKT authors' released stage-1 checkpoint into mmovl's MKT.
+"""Convert the MKT authors' released checkpoints into mmovl's MKT.
 
     python tools/model_converters/mkt_to_mmovl.py \\
         first_stage.pth work_dirs/mkt/released.pth \\
@@ -55,7 +55,6 @@ Files are read with ``torch.load(weights_only=True)``: nothing in them is
 executed.
 """
 import argparse
-import hashlib
 import os.path as osp
 import pickle
 import re
@@ -67,6 +66,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.config import Config, DictAction
+from mmpretrain.registry import DATASETS, MODELS
+
+import mmovl  # noqa: F401  (registers mmovl's models and data sets)
+from mmovl.utils import atomic_write
+from mmovl.utils.embedding_cache import sha256_file
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join('configs', 'mkt', 'vit-b16_nuswide.py')
@@ -113,12 +118,23 @@ def _head(keys: Sequence[str], n: int = 8) -> str:
     return ', '.join(keys[:n]) + more
 
 
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _mismatch(expected: Dict[str, tuple], state: Dict[str, torch.Tensor],
+              ignore: Tuple[str, ...] = ()) -> List[str]:
+    """What keeps ``state`` from having exactly the keys and shapes of
+    ``expected`` (keys starting with ``ignore`` aside), for a message."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(k for k in set(state) - set(expected)
+                        if not k.startswith(ignore or '\0'))
+    wrong = sorted(
+        f'{k} {tuple(state[k].shape)} (expected {tuple(expected[k])})'
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k]))
+    return [
+        f'{what}: {_head(keys)}'
+        for what, keys in (('missing keys', missing), ('unexpected keys',
+                                                       unexpected),
+                           ('wrong shapes', wrong)) if keys
+    ]
 
 
 def load_weights_only(path: str, what: str) -> object:
@@ -244,22 +260,11 @@ def check_stage1(state: Dict[str, torch.Tensor], path: str) -> dict:
         grid=grid,
         embed_dim=state['projection_dist'].shape[-1])
     expected = stage1_shapes(**arch)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(
-        k for k in set(state) - set(expected)
-        if not k.startswith(_UNUSED_PREFIX))
-    wrong = sorted(f'{k} {tuple(state[k].shape)} (expected {expected[k]})'
-                   for k in expected
-                   if k in state and tuple(state[k].shape) != expected[k])
+    problems = _mismatch(expected, state, ignore=(_UNUSED_PREFIX, ))
     not_float = sorted(k for k in expected
                        if k in state and not state[k].is_floating_point())
-    problems = [
-        f'{what}: {_head(keys)}'
-        for what, keys in (('missing keys', missing), ('unexpected keys',
-                                                       unexpected),
-                           ('wrong shapes', wrong),
-                           ('not floating point', not_float)) if keys
-    ]
+    if not_float:
+        problems.append(f'not floating point: {_head(not_float)}')
     if problems:
         raise ConversionError(
             f'{path} is not a stage-1 MKT checkpoint of a ViT with width '
@@ -287,8 +292,6 @@ def convert_stage1(
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None):
-    from mmengine.config import Config
-
     if not osp.isfile(path) and osp.isfile(osp.join(REPO, path)):
         path = osp.join(REPO, path)
     cfg = Config.fromfile(path)
@@ -308,9 +311,6 @@ class _Student(nn.Module):
 
     def __init__(self, model_cfg, teacher: Optional[nn.Module] = None):
         super().__init__()
-        import mmovl  # noqa: F401  (registers the models)
-        from mmpretrain.registry import MODELS
-
         backbone = deepcopy(dict(model_cfg['backbone']))
         backbone['checkpoint'] = None  # the shapes only: random weights
         self.backbone = MODELS.build(backbone)
@@ -336,9 +336,6 @@ def build_student(model_cfg,
 
 def build_teacher(model_cfg) -> nn.Module:
     """The config's teacher, without a disk cache."""
-    import mmovl  # noqa: F401
-    from mmpretrain.registry import MODELS
-
     teacher = deepcopy(dict(model_cfg['teacher']))
     teacher['cache_dir'] = None
     return MODELS.build(teacher)
@@ -375,18 +372,7 @@ def check_stage2(state: Dict[str, torch.Tensor], clip: nn.Module,
         if not k.startswith('visual.') and k not in ('logit_scale',
                                                      'attn_mask')
     }
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(
-        f'{k} {tuple(v.shape)} (teacher: {tuple(expected[k].shape)})'
-        for k, v in state.items()
-        if k in expected and v.shape != expected[k].shape)
-    problems = [
-        f'{what}: {_head(keys)}'
-        for what, keys in (('missing keys', missing), ('unexpected keys',
-                                                       unexpected),
-                           ('wrong shapes', wrong)) if keys
-    ]
+    problems = _mismatch({k: v.shape for k, v in expected.items()}, state)
     if problems:
         raise ConversionError(
             f'{path} is not a stage-2 MKT checkpoint of the config\'s '
@@ -399,19 +385,8 @@ def check_fits(student: nn.Module, state: Dict[str, torch.Tensor],
                path: str) -> List[str]:
     """Load ``state`` strictly into ``student``; return warnings about what
     would make its scores differ from the authors' model."""
-    expected = student.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(
-        f'{k} {tuple(v.shape)} (config: {tuple(expected[k].shape)})'
-        for k, v in state.items()
-        if k in expected and v.shape != expected[k].shape)
-    problems = [
-        f'{what}: {_head(keys)}'
-        for what, keys in (('missing keys', missing), ('unexpected keys',
-                                                       unexpected),
-                           ('wrong shapes', wrong)) if keys
-    ]
+    problems = _mismatch(
+        {k: v.shape for k, v in student.state_dict().items()}, state)
     if problems:
         raise ConversionError(
             f'The weights of {path} do not fit the config\'s backbone and '
@@ -425,10 +400,7 @@ def check_fits(student: nn.Module, state: Dict[str, torch.Tensor],
             'authors\' CLIP ViT QuickGELU (e.g. ViT-B-16-quickgelu)')
     head = student.head
     faithful = dict(
-        streams='both',
-        combine='normalized_mean',
-        normalize_embeds=False,
-        share_projection=True)
+        streams='both', combine='normalized_mean', normalize_embeds=False)
     for name, value in faithful.items():
         if getattr(head, name, value) != value:
             warnings.append(f'head.{name}={getattr(head, name)!r} (the '
@@ -491,9 +463,6 @@ def dataset_vocabularies(cfg) -> Tuple[List[List[str]], List[str]]:
     """The vocabularies the config's data sets declare (``classes``,
     ``seen_classes``, ``unseen_classes``: what ``VocabularyHook`` gives the
     model), and why a data set could not be read."""
-    import mmovl  # noqa: F401
-    from mmpretrain.registry import DATASETS
-
     vocabs, problems, built = [], [], []
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dataset = (cfg.get(loader) or {}).get('dataset')
@@ -538,9 +507,6 @@ def write_label_cache(cfg, cache_dir: str, emb: torch.Tensor,
                       source: str, normalize: bool = False) -> List[str]:
     """Store the rows of ``emb`` (row ``i`` is ``names[i]``) in the label
     cache of the config's teacher, in ``cache_dir``, for each vocabulary."""
-    import mmovl  # noqa: F401
-    from mmpretrain.registry import MODELS
-
     model = cfg.model
     if model.get('prompt_learner') is not None:
         raise ConversionError(
@@ -565,7 +531,7 @@ def write_label_cache(cfg, cache_dir: str, emb: torch.Tensor,
     row = {n: i for i, n in enumerate(names)}
     metadata = dict(
         source=osp.abspath(source),
-        source_sha256=sha256_of(source),
+        source_sha256=sha256_file(source),
         note=('MKT label embeddings (tools/model_converters/mkt_to_mmovl.py)'
               + (', L2-normalised' if normalize else ', as released')))
     return [
@@ -590,8 +556,6 @@ def convert(src: str,
     """Convert ``src`` (and ``prompt_ckpt``) into the mmovl checkpoint
     ``dst`` (and the label cache); return a summary (``warnings``,
     ``cache_dir``, ``cache_files``, ``dropped``, ``tower_max_diff``)."""
-    from mmovl.utils import atomic_write
-
     if (label_emb is None) != (label_names is None):
         raise ConversionError('--label-emb and --label-names go together: '
                               'the names say which label each row is.')
@@ -652,7 +616,7 @@ def convert(src: str,
     meta = dict(
         converter='tools/model_converters/mkt_to_mmovl.py',
         source=osp.abspath(src),
-        source_sha256=sha256_of(src),
+        source_sha256=sha256_file(src),
         source_format='MKT (github sunanhe/MKT) stage-1 CLIPVIT state dict',
         arch=arch,
         dropped_keys=dropped,
@@ -661,7 +625,7 @@ def convert(src: str,
     if prompt_ckpt is not None:
         meta.update(
             prompt_source=osp.abspath(prompt_ckpt),
-            prompt_source_sha256=sha256_of(prompt_ckpt),
+            prompt_source_sha256=sha256_file(prompt_ckpt),
             prompt_learned_ids=ids,
             text_tower_max_diff=tower_diff)
     if label_emb is not None:
@@ -684,7 +648,7 @@ def convert(src: str,
         summary.update(cache_dir=cache_dir, cache_files=files,
                        vocab_sizes=[len(v) for v in vocabs])
         meta.update(label_emb=osp.abspath(label_emb),
-                    label_emb_sha256=sha256_of(label_emb),
+                    label_emb_sha256=sha256_file(label_emb),
                     label_cache_dir=osp.abspath(cache_dir))
     ckpt = dict(meta=meta, state_dict=converted)
     atomic_write(dst, lambda tmp: torch.save(ckpt, tmp))
@@ -692,8 +656,6 @@ def convert(src: str,
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
         epilog='See the module docstring for the details.')
