@@ -9,7 +9,8 @@ image id. Training reads it with the ``LoadCLIPProposalEmbeds`` transform.
 
     python tools/misc/precompute_vild_embeds.py \\
         rpn_config.py rpn.pth \\
-        --dataset-config configs/vild/vild_r50_fpn_32xb8_180k_lvis_v1_base.py \\
+        --dataset-config \\
+        configs/vild/vild_r50_fpn_32xb8_180k_lvis_v1_base.py \\
         --out data/lvis_v1/vild_embeds/train --num-proposals 300
 
 The teacher (``--clip-model``, ``--clip-checkpoint``) defaults to the

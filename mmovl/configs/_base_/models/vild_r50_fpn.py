@@ -39,7 +39,8 @@ head_norm_cfg = norm_cfg
 # The authors train the backbone from scratch (train.checkpoint.path is '').
 # From ImageNet instead (as DetPro and mmdet's LVIS configs), in a child:
 #   model.backbone.init_cfg = imagenet_init_cfg
-imagenet_init_cfg = dict(type='Pretrained', checkpoint='torchvision://resnet50')
+imagenet_init_cfg = dict(
+    type='Pretrained', checkpoint='torchvision://resnet50')
 # Huber(delta) = delta * SmoothL1(beta=delta): mmdet's SmoothL1Loss with
 # beta = loss_weight = delta is the authors' Huber loss.
 rpn_huber_delta = 1 / 9
