@@ -26,7 +26,9 @@ class DetVocabularyHook(VocabularyHook):
     """
 
     @staticmethod
-    def _set(runner, loader) -> None:
+    def _set(runner, loader, evaluate: bool = True) -> None:
+        # ``evaluate`` (VocabularyHook's ZSL vocabulary) is classification's;
+        # a detector scores its whole vocabulary either way.
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         metainfo = loader.dataset.metainfo
