@@ -49,14 +49,20 @@ def teacher_scores(teacher: CLIPTeacher, dataset, batch_size: int,
     return (images @ labels.t().cpu()).numpy()
 
 
-def evaluate(scores: np.ndarray, dataset) -> dict:
+def evaluate(scores: np.ndarray, dataset,
+             zsl_protocol: str = 'sliced') -> dict:
+    """GZSL, ZSL and seen-only metrics of (N, C) scores on ``dataset``;
+    ``zsl_protocol`` as ``ZSLMultiLabelMetric.calculate`` (``'sliced'``:
+    the unseen columns over all images, which for CLIP's cosine scores are
+    its scores with the unseen labels alone)."""
     classes = list(dataset.metainfo['classes'])
     unseen = [classes.index(n) for n in dataset.metainfo['unseen_classes']]
     seen = [i for i in range(len(classes)) if i not in unseen]
     target = np.zeros(scores.shape, dtype=np.int8)
     for i in range(len(dataset)):
         target[i, dataset.get_data_info(i)['gt_label']] = 1
-    res = ZSLMultiLabelMetric.calculate(scores, target, unseen=unseen or None)
+    res = ZSLMultiLabelMetric.calculate(
+        scores, target, unseen=unseen or None, zsl_protocol=zsl_protocol)
     seen_res = ZSLMultiLabelMetric.calculate(scores[:, seen], target[:, seen])
     res['seen/mAP'] = seen_res['gzsl/mAP']
     return res
