@@ -214,11 +214,12 @@ def test_checkpoint_of_the_wrong_kind(checkpoints, tmp_path):
     # a UniCL checkpoint for an MKT config
     with pytest.raises(ValueError, match=r'does not fit MKT.*\'clip\''):
         OpenVocabClsInferencer(cfg, checkpoints['unicl'][1], vocabulary=VOCAB)
-    # a CPRFL checkpoint: same backbone, another head
+    # a CPRFL checkpoint: same backbone, another head (17 parameters) and
+    # its trained text tower (29)
     with pytest.raises(ValueError,
                        match=r'does not fit MKT as its config builds it: '
                        r'missing \(1\): head\.proj\.weight; '
-                       r'unexpected \(18\): head\.prompt_init'):
+                       r'unexpected \(46\): head\.prompt_init'):
         OpenVocabClsInferencer(cfg, checkpoints['cprfl'][1], vocabulary=VOCAB)
     # a detector's state dict
     det = str(tmp_path / 'detector.pth')
