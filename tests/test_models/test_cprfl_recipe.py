@@ -140,3 +140,25 @@ def test_inputs_are_in_0_1_and_448_without_flip(cfg):
         results = t(results)
     assert results['img'].shape == (448, 448, 3)
     assert cfg.train_cfg.val_begin == 11 and cfg.train_cfg.val_interval == 1
+
+
+def test_model_settings(cfg):
+    model = cfg.model
+    assert model.train_text_encoder is True
+    assert model.teacher.model_name == 'RN50-quickgelu'
+    head = model.head
+    assert (head.embed_dims, head.num_heads, head.head_dims,
+            head.feedforward_channels, head.vsi_type) == (2048, 8, 512, 2048,
+                                                          'cprfl')
+    names = model.get('prompt_names')
+    if cfg.num_classes == 20:  # VOC as the data set spells it (train.py)
+        assert names == {'dining table': 'diningtable',
+                         'potted plant': 'pottedplant',
+                         'tv monitor': 'tvmonitor'}
+    else:
+        assert names is None
+    hooks = [h['type'] if isinstance(h['type'], str) else h['type'].__name__
+             for h in cfg.custom_hooks]
+    assert hooks == ['VocabularyHook', 'EMAHook']
+    assert cfg.custom_hooks[1]['momentum'] == pytest.approx(1 - 0.998)
+    assert cfg.default_hooks.checkpoint.save_best == 'multi-label/lt/mAP'
