@@ -266,3 +266,21 @@ def test_prompt_names_and_the_frozen_teacher(ckpt):
         ckpt, ['a photo of a diningtable.', 'a photo of a cat.']), dim=-1)
     torch.testing.assert_close(frozen.label_embeds(), expected)
     assert frozen.label_embeds() is frozen.label_embeds()
+
+
+def test_zsl_scores_are_the_unseen_vocabulary_alone(ckpt):
+    """zsl_score: the model run with the unseen labels as its whole
+    vocabulary (the prompts attend to each other: not a slice)."""
+    model = _model(ckpt).eval()
+    x = torch.randn(2, 3, 32, 32)
+    model.set_vocabulary(['cat', 'dog', 'bird'])
+    model.set_zsl_vocabulary(['dog', 'bird'])
+    out = model.predict(x)
+    assert out[0].pred_score.shape == (3, )
+    model.set_zsl_vocabulary(None)
+    model.set_vocabulary(['dog', 'bird'])
+    alone = model.predict(x)
+    for o, a in zip(out, alone):
+        torch.testing.assert_close(o.zsl_score, a.pred_score)
+    assert not torch.allclose(out[0].zsl_score, out[0].pred_score[1:])
+    assert 'zsl_score' not in alone[0]

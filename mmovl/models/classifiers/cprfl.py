@@ -8,7 +8,8 @@ from mmpretrain.structures import DataSample
 
 from ..prompts import TextTower, encode_text_embeds, get_text_tower
 from ..teachers.templates import resolve_templates
-from .utils import VocabularyHeadClassifier, build_cls_data_preprocessor
+from .utils import (VocabularyHeadClassifier, build_cls_data_preprocessor,
+                    check_vocabulary)
 
 
 class CLIPTextEncoder(nn.Module):
@@ -135,23 +136,65 @@ class CPRFL(VocabularyHeadClassifier):
             self.teacher = teacher
             self.text_encoder = None
         self.vocabulary: Optional[List[str]] = None
+        self.zsl_vocabulary: Optional[List[str]] = None
         self._label_embeds: Optional[torch.Tensor] = None
         self._label_embeds_key: Optional[torch.Tensor] = None
+        self._zsl_embeds: Optional[tuple] = None
 
     # -- vocabulary -------------------------------------------------------
-    def _prompt_names(self) -> List[str]:
-        return [self.prompt_names.get(n, n) for n in self.vocabulary]
+    def _prompt_names(self, names: Sequence[str]) -> List[str]:
+        return [self.prompt_names.get(n, n) for n in names]
 
-    def encode_vocabulary(self) -> torch.Tensor:
-        """(C, m) raw features of the vocabulary's prompts through the
-        trainable text tower, averaged over the templates, with gradients
-        (``train_text_encoder=True`` only)."""
-        prompts = [t.format(n) for n in self._prompt_names()
+    def encode_vocabulary(self,
+                          names: Optional[Sequence[str]] = None
+                          ) -> torch.Tensor:
+        """(C, m) raw features of the prompts of ``names`` (default: the
+        vocabulary) through the trainable text tower, averaged over the
+        templates, with gradients (``train_text_encoder=True`` only)."""
+        names = self.vocabulary if names is None else names
+        prompts = [t.format(n) for n in self._prompt_names(names)
                    for t in self.templates]
         device = self.text_encoder.positional_embedding.device
         feats = self.text_encoder(self.tokenizer(prompts).to(device))
-        return feats.float().view(len(self.vocabulary), len(self.templates),
+        return feats.float().view(len(names), len(self.templates),
                                   -1).mean(dim=1)
+
+    def set_zsl_vocabulary(self, names: Optional[Sequence[str]]) -> None:
+        """Also score these label names alone at prediction time, into each
+        sample's ``zsl_score`` (the unseen labels for ZSL, as
+        ``ZSLMultiLabelMetric(zsl_protocol='unseen_vocabulary')`` reads
+        them; the prompts attend to each other, so this is not a slice of
+        the full vocabulary's scores); None stops it."""
+        self.zsl_vocabulary = None if names is None else \
+            check_vocabulary(names)
+        self._zsl_embeds = None
+
+    def _eval_embeds(self, names: Sequence[str], cached) -> tuple:
+        """Embeddings of ``names`` in eval mode: ``cached`` (embeddings,
+        weights key) is reused while the tower's weights stay the same."""
+        if self.text_encoder is None:
+            if cached is None:
+                embeds = self.teacher.encode_labels(
+                    self._prompt_names(names), self.templates)
+                cached = (embeds, None)
+            device = next(self.head.parameters()).device
+            return (cached[0].to(device), None)
+        key = self._weights_key()
+        if cached is None or not torch.equal(key, cached[1]):
+            with torch.no_grad():
+                cached = (self.encode_vocabulary(names), key)
+        return cached
+
+    def zsl_label_embeds(self) -> torch.Tensor:
+        """(U, m) embeddings of the ZSL vocabulary, as
+        :meth:`label_embeds`."""
+        if self.zsl_vocabulary is None:
+            raise RuntimeError('No ZSL vocabulary: call set_zsl_vocabulary()')
+        if self.text_encoder is not None and self.training:
+            return self.encode_vocabulary(self.zsl_vocabulary)
+        self._zsl_embeds = self._eval_embeds(self.zsl_vocabulary,
+                                             self._zsl_embeds)
+        return self._zsl_embeds[0]
 
     def _weights_key(self) -> torch.Tensor:
         """What identifies the text tower's weights: the sum of each
@@ -168,23 +211,13 @@ class CPRFL(VocabularyHeadClassifier):
             raise RuntimeError(
                 'CPRFL needs a vocabulary: call set_vocabulary() or add '
                 'VocabularyHook to custom_hooks')
-        if self.text_encoder is not None:
-            if self.training:
-                self._label_embeds = None
-                return self.encode_vocabulary()
-            key = self._weights_key()
-            if (self._label_embeds is None
-                    or not torch.equal(key, self._label_embeds_key)):
-                with torch.no_grad():
-                    self._label_embeds = self.encode_vocabulary()
-                self._label_embeds_key = key
-            return self._label_embeds
-        if self._label_embeds is None:
-            self._label_embeds = self.teacher.encode_labels(
-                self._prompt_names(), self.templates)
-        device = next(self.head.parameters()).device
-        if self._label_embeds.device != device:
-            self._label_embeds = self._label_embeds.to(device)
+        if self.text_encoder is not None and self.training:
+            self._label_embeds = None
+            return self.encode_vocabulary()
+        cached = None if self._label_embeds is None else (
+            self._label_embeds, self._label_embeds_key)
+        self._label_embeds, self._label_embeds_key = self._eval_embeds(
+            self.vocabulary, cached)
         return self._label_embeds
 
     # -- forward ----------------------------------------------------------
@@ -197,3 +230,18 @@ class CPRFL(VocabularyHeadClassifier):
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
         return self.head.loss(
             self.extract_feat(inputs), self.label_embeds(), data_samples)
+
+    def predict(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None
+                ) -> List[DataSample]:
+        """Scores of the current vocabulary as ``pred_score`` and, with a
+        ZSL vocabulary set, the scores of that vocabulary alone as
+        ``zsl_score``."""
+        feats = self.extract_feat(inputs)
+        samples = self.head.predict(feats, self.label_embeds(), data_samples)
+        if self.zsl_vocabulary is not None:
+            zsl = self.head(feats, self.zsl_label_embeds()).detach().sigmoid()
+            for sample, score in zip(samples, zsl):
+                sample.set_field(score, 'zsl_score', dtype=torch.Tensor)
+        return samples
