@@ -3,10 +3,11 @@ import os.path as osp
 from collections import defaultdict
 from typing import List, Optional, Sequence, Tuple
 
-import mmengine
 from mmengine.logging import MMLogger
 from mmpretrain.datasets import MultiLabelDataset
 from mmpretrain.registry import DATASETS
+
+from ..utils import load_json
 
 LABEL_SPLITS = ('all', 'seen', 'unseen')
 
@@ -31,7 +32,7 @@ def read_label_file(path: str) -> Tuple[str, ...]:
 
 
 def _load_coco(path: str) -> dict:
-    ann = mmengine.load(path)
+    ann = load_json(path)
     for key in ('images', 'annotations', 'categories'):
         if key not in ann:
             raise ValueError(

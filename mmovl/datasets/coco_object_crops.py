@@ -2,10 +2,11 @@
 import os.path as osp
 from typing import List
 
-import mmengine
 from mmengine.logging import MMLogger
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
+
+from ..utils import load_json
 
 
 @DATASETS.register_module()
@@ -54,7 +55,7 @@ class CocoObjectCrops(BaseDataset):
         super().__init__(ann_file=ann_file, data_root=data_root, **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        ann = mmengine.load(self.ann_file)
+        ann = load_json(self.ann_file)
         for key in ('images', 'annotations', 'categories'):
             if key not in ann:
                 raise ValueError(f'{self.ann_file} is not a COCO instances '

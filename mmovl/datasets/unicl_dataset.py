@@ -5,11 +5,12 @@ import numbers
 import os.path as osp
 from typing import Dict, List, Sequence, Union
 
-import mmengine
 from mmengine.dataset import BaseDataset as _EngineDataset
 from mmengine.logging import MMLogger
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
+
+from ..utils import load_json
 
 SourceCfg = Union[dict, _EngineDataset]
 
@@ -52,7 +53,7 @@ class CocoCaptionPairs(BaseDataset):
         super().__init__(ann_file=ann_file, data_root=data_root, **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        ann = mmengine.load(self.ann_file)
+        ann = load_json(self.ann_file)
         for key in ('images', 'annotations'):
             if key not in ann:
                 raise ValueError(f'{self.ann_file} is not a COCO captions '

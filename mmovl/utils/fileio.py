@@ -1,6 +1,7 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 """Atomic file writes: a reader (or a resumed run) sees the old file or the
-new one, never half of one.
+new one, never half of one. And a safe reader of the JSON files users hand
+in (annotations), which never runs code that a file holds.
 
 Every file mmovl writes for later use (annotations, caches, shards,
 converted weights, pictures) goes through :func:`atomic_write`: the data is
@@ -9,12 +10,15 @@ only within one file system), flushed to disk and moved onto the target.
 Temporary names start with :data:`TMP_PREFIX`, so a folder can be swept of
 what a killed writer left.
 """
+import json
 import os
 import os.path as osp
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
-__all__ = ['TMP_PREFIX', 'atomic_write', 'atomic_write_text']
+from mmengine.fileio import get_text
+
+__all__ = ['TMP_PREFIX', 'atomic_write', 'atomic_write_text', 'load_json']
 
 TMP_PREFIX = '.tmp-'
 
@@ -82,3 +86,46 @@ def atomic_write_text(path: str, text: str) -> str:
             f.write(text)
 
     return atomic_write(path, write)
+
+
+def load_json(path: str,
+              what: str = 'annotation file',
+              backend_args: Optional[dict] = None) -> Any:
+    """Read a JSON file that a user supplies, and nothing else.
+
+    ``mmengine.load`` picks its parser from the file's extension, and two of
+    them run code a file holds: ``pickle`` for ``.pkl`` and YAML's unsafe
+    loader for ``.yaml``. A data file must never execute anything, so this
+    reads JSON only (UTF-8, a BOM allowed) and refuses any other extension.
+
+    Args:
+        path (str): The file (a local path or one of mmengine's backends).
+        what (str): What the file is, for the messages.
+            Defaults to ``'annotation file'``.
+        backend_args (dict, optional): mmengine file backend arguments.
+
+    Returns:
+        The parsed JSON value.
+
+    Raises:
+        ValueError: For a file that is not ``.json`` or not valid JSON, with
+            the path (and the line and column of a syntax error).
+        FileNotFoundError: For a local path that does not exist.
+    """
+    path = str(path)
+    if not path.lower().endswith('.json'):
+        raise ValueError(
+            f'{what} {path}: mmovl reads annotations from JSON files only '
+            '(a .pkl or .yaml file can run code when loaded); convert it to '
+            'JSON')
+    if '://' not in path and not osp.isfile(path):
+        raise FileNotFoundError(f'{what} not found: {path}')
+    try:
+        text = get_text(path, encoding='utf-8-sig', backend_args=backend_args)
+    except UnicodeDecodeError as e:
+        raise ValueError(f'{what} {path} is not UTF-8 text: {e}') from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f'{what} {path} is not valid JSON: {e.msg} at line '
+                         f'{e.lineno}, column {e.colno}') from None

@@ -1,0 +1,61 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+"""Annotation files are data: reading one never runs code it holds."""
+import json
+import os
+import pickle
+
+import pytest
+
+from mmovl.datasets import CocoMultiLabelDataset
+from mmovl.datasets.coco_object_crops import CocoObjectCrops
+from mmovl.datasets.unicl_dataset import CocoCaptionPairs
+from mmovl.utils import load_json
+
+DATASETS = [CocoMultiLabelDataset, CocoObjectCrops, CocoCaptionPairs]
+
+
+class _Payload:
+    """Unpickling this creates the marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def _hostile_files(tmp_path):
+    marker = tmp_path / 'ran'
+    pkl = tmp_path / 'ann.pkl'
+    pkl.write_bytes(pickle.dumps(_Payload(str(marker))))
+    yaml = tmp_path / 'ann.yaml'
+    yaml.write_text(f'!!python/object/apply:builtins.open ["{marker}", "w"]\n')
+    return marker, [pkl, yaml]
+
+
+@pytest.mark.parametrize('dataset', DATASETS, ids=lambda d: d.__name__)
+def test_a_pickle_or_yaml_annotation_is_refused_unrun(tmp_path, dataset):
+    marker, files = _hostile_files(tmp_path)
+    for path in files:
+        with pytest.raises(ValueError, match=str(path)):
+            dataset(ann_file=str(path), pipeline=[])
+    assert not marker.exists()
+
+
+def test_load_json_names_the_file(tmp_path):
+    good = tmp_path / 'good.json'
+    good.write_bytes(b'\xef\xbb\xbf' + json.dumps({'a': [1, 2]}).encode())
+    assert load_json(str(good)) == {'a': [1, 2]}  # a BOM is allowed
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"images": [1, 2,\n  }')
+    with pytest.raises(ValueError,
+                       match=rf'{bad} is not valid JSON: .*line 2'):
+        load_json(str(bad))
+    latin = tmp_path / 'latin.json'
+    latin.write_bytes('{"name": "caf\xe9"}'.encode('latin-1'))
+    with pytest.raises(ValueError, match=rf'{latin} is not UTF-8'):
+        load_json(str(latin))
+    with pytest.raises(FileNotFoundError, match='missing.json'):
+        load_json(os.path.join(tmp_path, 'missing.json'))
+    with pytest.raises(ValueError, match='JSON files only'):
+        load_json(str(tmp_path / 'ann.txt'))
