@@ -23,8 +23,13 @@ def read_label_file(path: str) -> Tuple[str, ...]:
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'Label file not found: {path}')
-    with open(path, encoding='utf-8') as f:
-        names = tuple(line.strip() for line in f if line.strip())
+    try:
+        # utf-8-sig: a byte-order mark (Windows editors) is not a name
+        with open(path, encoding='utf-8-sig') as f:
+            names = tuple(line.strip() for line in f if line.strip())
+    except UnicodeDecodeError as e:
+        raise ValueError(f'{path} is not UTF-8 text ({e}); save the label '
+                         'file as UTF-8') from None
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f'{path}: duplicate label names {dup}')
@@ -32,11 +37,35 @@ def read_label_file(path: str) -> Tuple[str, ...]:
 
 
 def _load_coco(path: str) -> dict:
+    """A COCO instances file, checked: unique category and image ids,
+    and every annotation's image and category among them (a stray one
+    would change the labels, and so the metrics, silently)."""
     ann = load_json(path)
+    if not isinstance(ann, dict):
+        raise ValueError(f'{path} is not a COCO instances file: the top '
+                         'level is not an object')
     for key in ('images', 'annotations', 'categories'):
         if key not in ann:
             raise ValueError(
                 f'{path} is not a COCO instances file: no "{key}" field')
+    for key, what in (('images', 'image'), ('categories', 'category')):
+        seen = set()
+        for entry in ann[key]:
+            if entry['id'] in seen:
+                raise ValueError(f'{path}: {what} id {entry["id"]!r} is '
+                                 f'listed twice in "{key}"')
+            seen.add(entry['id'])
+    image_ids = {img['id'] for img in ann['images']}
+    cat_ids = {c['id'] for c in ann['categories']}
+    for i, a in enumerate(ann['annotations']):
+        if a.get('image_id') not in image_ids:
+            raise ValueError(f'{path}: annotation {i} (id {a.get("id")!r}) '
+                             f'is for image {a.get("image_id")!r}, which is '
+                             'not in "images"')
+        if a.get('category_id') not in cat_ids:
+            raise ValueError(f'{path}: annotation {i} (id {a.get("id")!r}) '
+                             f'has category_id {a.get("category_id")!r}, '
+                             'which is not in "categories"')
     return ann
 
 
