@@ -8,7 +8,7 @@ from mmengine.visualization import LocalVisBackend
 from mmpretrain.engine.hooks import VisualizationHook
 from mmpretrain.visualization import UniversalVisualizer
 
-from mmovl.engine.hooks import RNGStateHook
+from mmovl.engine.hooks import FiniteCheckHook, RNGStateHook
 
 default_scope = 'mmpretrain'
 
@@ -20,6 +20,8 @@ default_hooks = dict(
     sampler_seed=dict(type=DistSamplerSeedHook),
     # Random generator states in checkpoints: --resume continues exactly.
     rng_state=dict(type=RNGStateHook),
+    # Non-finite weights loaded or a non-finite loss stop the run, named.
+    finite_check=dict(type=FiniteCheckHook),
     visualization=dict(type=VisualizationHook, enable=False),
 )
 

@@ -9,7 +9,7 @@ from mmengine.hooks import (CheckpointHook, DistSamplerSeedHook, IterTimerHook,
 from mmengine.runner import LogProcessor
 from mmengine.visualization import LocalVisBackend
 
-from mmovl.engine.hooks import RNGStateHook
+from mmovl.engine.hooks import FiniteCheckHook, RNGStateHook
 
 default_scope = 'mmdet'
 
@@ -21,6 +21,8 @@ default_hooks = dict(
     sampler_seed=dict(type=DistSamplerSeedHook),
     # Random generator states in checkpoints: --resume continues exactly.
     rng_state=dict(type=RNGStateHook),
+    # Non-finite weights loaded or a non-finite loss stop the run, named.
+    finite_check=dict(type=FiniteCheckHook),
     visualization=dict(type=DetVisualizationHook))
 
 env_cfg = dict(
