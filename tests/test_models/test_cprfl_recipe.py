@@ -11,10 +11,12 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.model import ExponentialMovingAverage
-from mmengine.optim import OneCycleLR, build_optim_wrapper
+from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope, init_default_scope
 
 import mmovl  # noqa: F401
+from mmovl.engine import CheckpointableOneCycleLR
+from mmovl.utils import safe_torch_load
 
 CONFIG_DIR = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'mmovl',
@@ -79,7 +81,8 @@ def test_one_cycle_is_torchs(cfg):
     sched_cfg = dict(cfg.param_scheduler[0])
     for key in ('type', 'convert_to_iter_based'):
         sched_cfg.pop(key)
-    ours = OneCycleLR.build_iter_from_epoch(
+    assert cfg.param_scheduler[0]['type'] is CheckpointableOneCycleLR
+    ours = CheckpointableOneCycleLR.build_iter_from_epoch(
         wrapper, epoch_length=epoch_length, **sched_cfg)
     ref_opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1e-5)
     ref = torch.optim.lr_scheduler.OneCycleLR(
@@ -162,3 +165,29 @@ def test_model_settings(cfg):
     assert hooks == ['VocabularyHook', 'EMAHook']
     assert cfg.custom_hooks[1]['momentum'] == pytest.approx(1 - 0.998)
     assert cfg.default_hooks.checkpoint.save_best == 'multi-label/lt/mAP'
+
+
+def test_one_cycle_resumes_from_a_weights_only_checkpoint(tmp_path):
+    """The scheduler's state survives torch.save + a weights-only load (what
+    --resume does) and the resumed schedule continues the same lrs."""
+    def build():
+        opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1e-5)
+        return opt, CheckpointableOneCycleLR(opt, eta_max=1e-5, total_steps=20,
+                                             pct_start=0.1)
+
+    opt, sched = build()
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    path = str(tmp_path / 'sched.pth')
+    torch.save(dict(sched=sched.state_dict()), path)
+    state = safe_torch_load(path, map_location='cpu')['sched']
+    opt2, sched2 = build()
+    sched2.load_state_dict(state)
+    opt2.param_groups[0]['lr'] = opt.param_groups[0]['lr']
+    for _ in range(10):
+        opt.step()
+        sched.step()
+        opt2.step()
+        sched2.step()
+        assert opt2.param_groups[0]['lr'] == opt.param_groups[0]['lr']

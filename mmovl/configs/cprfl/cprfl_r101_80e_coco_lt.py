@@ -44,13 +44,13 @@ with read_base():
 from mmcv.transforms import LoadImageFromFile
 from mmengine.dataset import DefaultSampler
 from mmengine.hooks import CheckpointHook, EMAHook
-from mmengine.optim import OneCycleLR, OptimWrapper
+from mmengine.optim import OptimWrapper
 from mmpretrain.datasets import Cutout, PackInputs, RandAugment, Resize
 from mmpretrain.models import ResNet
 from torch.optim import AdamW
 
 from mmovl.datasets import CocoMultiLabelDataset
-from mmovl.engine import VocabularyHook
+from mmovl.engine import CheckpointableOneCycleLR, VocabularyHook
 from mmovl.evaluation import ZSLMultiLabelMetric
 from mmovl.models import (CPRFL, CLIPTeacher, CPRFLHead,
                           DetachedAsymmetricLoss)
@@ -182,10 +182,20 @@ optim_wrapper = dict(
     type=OptimWrapper,
     optimizer=dict(type=AdamW, lr=lr, weight_decay=1e-4),
     paramwise_cfg=dict(flat_decay_mult=0.0))  # no decay on biases / norms
+# mmengine's OneCycleLR, with a state dict that --resume can load
+# weights-only
 param_scheduler = [
-    dict(type=OneCycleLR, eta_max=lr, pct_start=0.1, anneal_strategy='cos',
-         div_factor=25.0, final_div_factor=1e4, by_epoch=True, begin=0,
-         end=max_epochs, convert_to_iter_based=True),
+    dict(
+        type=CheckpointableOneCycleLR,
+        eta_max=lr,
+        pct_start=0.1,
+        anneal_strategy='cos',
+        div_factor=25.0,
+        final_div_factor=1e4,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(
     by_epoch=True, max_epochs=max_epochs, val_begin=11, val_interval=1)

@@ -1,4 +1,7 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 from .closed_form import ClosedFormCosineAnnealingLR, LinearWarmupLR
+from .one_cycle import CheckpointableOneCycleLR
 
-__all__ = ['LinearWarmupLR', 'ClosedFormCosineAnnealingLR']
+__all__ = [
+    'LinearWarmupLR', 'ClosedFormCosineAnnealingLR', 'CheckpointableOneCycleLR'
+]
