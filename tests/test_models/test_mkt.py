@@ -245,8 +245,10 @@ def test_zsl_scores_come_from_the_unseen_vocabulary_alone(ckpt):
     assert not torch.allclose(got_zsl, got[:, 3:], atol=1e-3)
     model.set_zsl_vocabulary(None)
     assert 'zsl_score' not in model.predict(x)[0]
-    with pytest.raises(ValueError, match='single label'):
+    with pytest.raises(ValueError, match="single label \\('dog'\\)"):
         model.set_zsl_vocabulary(['dog'])
+    with pytest.raises(ValueError, match='vocabulary of a single label'):
+        model.set_vocabulary(['dog'])
 
 
 def test_distillation_skips_images_without_a_positive(ckpt):
@@ -305,3 +307,23 @@ def test_real_config_puts_no_weight_decay_on_1d_parameters(ckpt):
         assert decay[id(p)] == expected, name
         checked += 'in_proj_bias' in name
     assert checked > 0
+
+
+def test_names_clip_cannot_tell_apart_are_named(ckpt, monkeypatch):
+    from types import SimpleNamespace
+
+    import mmovl.models.classifiers.utils as utils
+    path, _ = ckpt
+    model = _mkt(path)
+    warned = []
+    logger = SimpleNamespace(warning=warned.append)
+    monkeypatch.setattr(utils, 'MMLogger',
+                        SimpleNamespace(get_current_instance=lambda: logger))
+    model.set_vocabulary(['Red  Circle', 'red circle', 'dog', 'DOG', 'x'])
+    assert len(warned) == 1
+    assert "[['Red  Circle', 'red circle'], ['dog', 'DOG']]" in warned[0]
+    with torch.no_grad():  # equal embeddings, as warned
+        embeds = model.label_embeds()
+    torch.testing.assert_close(embeds[0], embeds[1])
+    model.set_vocabulary(['red circle', 'dog', 'x'])
+    assert len(warned) == 1

@@ -170,17 +170,28 @@ class MKT(VocabularyHeadClassifier):
         return self
 
     # -- vocabulary -------------------------------------------------------
+    def _check_rankable(self, names: List[str], what: str) -> None:
+        if len(names) == 1 and self.head.combine == 'normalized_mean':
+            raise ValueError(
+                f'A {what} of a single label ({names[0]!r}) cannot be scored '
+                'by MKT: its two-stream scores are normalised across the '
+                'labels, so one label always scores 1, 0 or -1. Give at '
+                'least two labels.')
+
+    def set_vocabulary(self, names: Sequence[str]) -> None:
+        """Score these label names from now on (at least two: the scores
+        are normalised across them)."""
+        names = list(names)
+        self._check_rankable(names, 'vocabulary')
+        super().set_vocabulary(names)
+
     def set_zsl_vocabulary(self, names: Optional[Sequence[str]]) -> None:
         """Also score these label names alone at prediction time, into each
         sample's ``zsl_score`` (the unseen labels for ZSL); None stops it.
         """
         if names is not None:
             names = check_vocabulary(names)
-            if len(names) < 2 and self.head.combine == 'normalized_mean':
-                raise ValueError(
-                    f'A ZSL vocabulary of {len(names)} label cannot be '
-                    'ranked: the two-stream scores are normalised across the '
-                    'labels, so a single label always scores the same.')
+            self._check_rankable(names, 'ZSL vocabulary')
         self.zsl_vocabulary = names
 
     def label_embeds(self) -> torch.Tensor:

@@ -1,9 +1,11 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 """Pieces the open-vocabulary classifiers share."""
+from collections import Counter, defaultdict
 from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
+from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -27,13 +29,25 @@ def build_cls_data_preprocessor(
 
 def check_vocabulary(names: Sequence[str]) -> List[str]:
     """The label names as a list; an empty list or a repeated name is an
-    error that says which."""
+    error that says which. Names that differ only in case or spacing are
+    encoded alike by CLIP's tokenizer (it lower-cases and collapses spaces),
+    so the model cannot tell them apart: a warning names them."""
     names = list(names)
     if not names:
         raise ValueError('The vocabulary is empty')
     if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
+        counts = Counter(names)
+        dup = sorted(n for n, c in counts.items() if c > 1)
         raise ValueError(f'The vocabulary has duplicate names: {dup}')
+    folded = defaultdict(list)
+    for name in names:
+        folded[' '.join(str(name).lower().split())].append(name)
+    alike = [group for group in folded.values() if len(group) > 1]
+    if alike:
+        MMLogger.get_current_instance().warning(
+            f'{len(alike)} groups of vocabulary names differ only in case or '
+            'spacing, which CLIP encodes alike, so their scores are equal: '
+            f'{alike[:5]}')
     return names
 
 
