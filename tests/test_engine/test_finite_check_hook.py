@@ -44,3 +44,17 @@ def test_damaged_weights_are_refused_naming_the_checkpoint(tmp_path):
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_3.pth'))
     with pytest.raises(ValueError, match='epoch_3.pth holds non-finite'):
         hook.before_train(_runner(tmp_path, model, resume=True))
+
+
+def test_non_persistent_buffers_are_not_the_checkpoints(tmp_path):
+    """A model's own non-persistent buffers (e.g. open_clip's causal mask,
+    -inf above the diagonal) are not loaded from the checkpoint: a resume
+    of a model with a CLIP text tower is not refused."""
+    model = nn.Linear(2, 2)
+    model.register_buffer('attn_mask', torch.full((3, 3), float('-inf')),
+                          persistent=False)
+    FiniteCheckHook().before_train(_runner(tmp_path, model, load_from='a.pth'))
+    model.weight.data[0, 0] = float('inf')
+    with pytest.raises(ValueError, match=r"e.g. \['weight'\]"):
+        FiniteCheckHook().before_train(
+            _runner(tmp_path, model, load_from='a.pth'))

@@ -47,9 +47,10 @@ class FiniteCheckHook(Hook):
             return
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        tensors = list(model.named_parameters()) + list(model.named_buffers())
+        # what a checkpoint holds: not the non-persistent buffers, which the
+        # model builds itself (CLIP's causal attention mask is -inf by design)
         bad = [
-            name for name, t in tensors
+            name for name, t in model.state_dict().items()
             if t.is_floating_point() and not bool(torch.isfinite(t).all())
         ]
         if bad:
