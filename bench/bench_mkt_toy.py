@@ -74,6 +74,11 @@ def main():
     p.add_argument('--prompt-epochs', type=int, default=5)
     p.add_argument('--work-dir', default='work_dirs/bench_mkt')
     p.add_argument('--out', help='also write the rows as JSON here')
+    p.add_argument('--teacher', default='data/toy_world/toy_clip.safetensors',
+                   help='the toy CLIP teacher for the zero-shot row (the '
+                   'configs read data/toy_world/toy_clip.safetensors)')
+    p.add_argument('--no-ablations', action='store_true',
+                   help='only the default MKT and its stage 2')
     args = p.parse_args()
     sys.path.insert(0, REPO)
     from mmovl.datasets import CocoMultiLabelDataset
@@ -84,8 +89,7 @@ def main():
         data_root='data/toy_world', ann_file='annotations/instances_val.json',
         data_prefix='val', unseen_file='annotations/unseen_labels.txt',
         pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')])
-    teacher = CLIPTeacher('mmovl-toy-vit',
-                          checkpoint='data/toy_world/toy_clip.safetensors')
+    teacher = CLIPTeacher('mmovl-toy-vit', checkpoint=args.teacher)
     rows = {}
     rng = np.random.default_rng(0)
     shape = (len(dataset), len(dataset.metainfo['classes']))
@@ -106,6 +110,8 @@ def main():
         ('local only', ['model.head.streams=local']),
         ('no distillation', ['model.distill_weight=0.0']),
     ]
+    if args.no_ablations:
+        variants = variants[:1]
     main_ckpt = None
     for name, options in variants:
         print(f'training {name} ...', flush=True)
