@@ -4,6 +4,7 @@ model's own test_step detections for the same images and vocabulary, the
 pictures show the boxes, and bad input fails with an error that names it."""
 import json
 import os
+import shutil
 import os.path as osp
 import re
 import runpy
@@ -204,6 +205,32 @@ def test_pictures_show_the_boxes_above_the_threshold(vild, tiny_world,
     assert result['visualization'][0].shape == (128, 128, 3)
     plain = inferencer(path)['predictions'][0]
     assert result['predictions'][0]['bboxes'] == plain['bboxes']
+    assert saved['img_path'] == path  # which input it is of
+
+
+def test_inputs_with_the_same_name_keep_their_own_outputs(vild, tiny_world,
+                                                          tmp_path):
+    """d1/x.png and d2/x.png wrote one x.json and one picture."""
+    cfg, ckpt, _ = vild
+    inferencer = OpenVocabDetInferencer(
+        cfg, ckpt, vocabulary=VOCAB, show_progress=False)
+    paths = []
+    for folder, image in (('d1', '000002.png'), ('d2', '000003.png')):
+        os.makedirs(tmp_path / folder)
+        paths.append(str(tmp_path / folder / 'x.png'))
+        shutil.copy(osp.join(tiny_world, 'val', image), paths[-1])
+    out = str(tmp_path / 'out')
+    result = inferencer(paths, out_dir=out, no_save_pred=False)
+    assert sorted(os.listdir(osp.join(out, 'preds'))) == [
+        'd1__x.json', 'd2__x.json']
+    assert sorted(os.listdir(osp.join(out, 'vis'))) == [
+        'd1__x.png', 'd2__x.png']
+    for path, pred, name in zip(paths, result['predictions'],
+                                ('d1__x', 'd2__x')):
+        with open(osp.join(out, 'preds', name + '.json')) as f:
+            saved = json.load(f)
+        assert saved['img_path'] == path
+        assert saved['bboxes'] == json.loads(json.dumps(pred['bboxes']))
 
 
 def test_cache_dir_encodes_a_vocabulary_once(vild, tmp_path):

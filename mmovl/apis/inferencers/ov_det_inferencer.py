@@ -3,6 +3,7 @@
 each image?"""
 import copy
 import json
+import os
 import os.path as osp
 from os import PathLike
 from typing import List, Optional, Tuple, Union
@@ -270,6 +271,12 @@ class OpenVocabDetInferencer(DetInferencer):
         return super().__call__(inputs, batch_size=batch_size, **kwargs)
 
     def _inputs_to_list(self, inputs) -> list:
+        inputs = self._list_inputs(inputs)
+        self._stems = _unique_stems(
+            [i for i in inputs if isinstance(i, str)])
+        return inputs
+
+    def _list_inputs(self, inputs) -> list:
         return list_images(inputs)
 
     def preprocess(self, inputs: list, batch_size: int = 1, **kwargs):
@@ -290,9 +297,16 @@ class OpenVocabDetInferencer(DetInferencer):
         yield from map(self.collate_fn, chunks)
 
     def _name(self, input_, count: int) -> Tuple[str, str]:
-        """(stem, extension) of an input's output files."""
+        """(stem, extension) of an input's output files: the file's name,
+        with its folders where two inputs of the call share a name (so that
+        ``d1/x.png`` and ``d2/x.png`` do not overwrite each other's
+        outputs); a counter for arrays."""
         if isinstance(input_, str):
-            return osp.splitext(osp.basename(input_))
+            stem = getattr(self, '_stems', {}).get(input_)
+            ext = osp.splitext(input_)[1]
+            if stem is None:
+                stem = osp.splitext(osp.basename(input_))[0]
+            return stem, ext
         return f'{count:08d}', '.png'
 
     def visualize(self,
@@ -366,6 +380,9 @@ class OpenVocabDetInferencer(DetInferencer):
         ``pred_out_dir`` is given."""
         result = super().pred2dict(data_sample, '')
         result['names'] = [self.classes[i] for i in result.get('labels', [])]
+        img_path = data_sample.get('img_path')
+        if img_path is not None:  # which input this prediction is of
+            result['img_path'] = img_path
         if pred_out_dir:
             stem, _ = self._name(data_sample.get('img_path'),
                                  self.num_predicted_imgs)
@@ -380,3 +397,24 @@ class OpenVocabDetInferencer(DetInferencer):
                     patterns: str = r'.*') -> List[str]:
         """mmovl has no model zoo to name models from: pass a config."""
         return []
+
+
+def _unique_stems(paths: List[str]) -> dict:
+    """Output stems of input paths: the file name without extension, or,
+    for names that several different paths share, the path relative to
+    their common folder with ``__`` for the separators."""
+    by_stem: dict = {}
+    for path in dict.fromkeys(paths):
+        stem = osp.splitext(osp.basename(path))[0]
+        by_stem.setdefault(stem, []).append(path)
+    stems = {}
+    for stem, group in by_stem.items():
+        if len(group) == 1:
+            stems[group[0]] = stem
+            continue
+        absolute = [osp.abspath(p) for p in group]
+        root = osp.commonpath([osp.dirname(p) for p in absolute])
+        for path, full in zip(group, absolute):
+            rel = osp.splitext(osp.relpath(full, root))[0]
+            stems[path] = rel.replace(os.sep, '__')
+    return stems
