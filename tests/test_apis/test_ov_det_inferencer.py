@@ -132,6 +132,8 @@ def test_arrays_folders_and_the_recorded_classes(vild, tmp_path):
     assert inferencer.novel_classes == []
     paths, expected = _reference(model, cfg, list(TRAINED), None, 2)
     by_path = inferencer(paths[::-1])['predictions']
+    # a file's prediction says which file it is of; an array's cannot
+    assert [p.pop('img_path') for p in by_path] == paths[::-1]
     _assert_same(by_path, expected[::-1], TRAINED)
     # BGR arrays, as mmcv / OpenCV read them
     by_array = inferencer([mmcv.imread(p) for p in paths[::-1]])
@@ -142,7 +144,10 @@ def test_arrays_folders_and_the_recorded_classes(vild, tmp_path):
     for p in paths:
         os.symlink(p, folder / osp.basename(p))
     (folder / 'notes.txt').write_text('not an image')
-    assert inferencer(str(folder))['predictions'] == by_path[::-1]
+    by_folder = inferencer(str(folder))['predictions']
+    assert [p.pop('img_path') for p in by_folder] == [
+        str(folder / osp.basename(p)) for p in paths]
+    assert by_folder == by_path[::-1]
 
     # a checkpoint that recorded nothing: every name is novel ...
     bare = str(tmp_path / 'bare.pth')

@@ -248,7 +248,8 @@ def test_metric_masks_unknown_labels(oi_root):
         oi_root, serialize_data=True, pipeline=[dict(type='PackInputs')])
     rng = np.random.default_rng(0)
     scores = rng.random((len(ds), 5)).astype(np.float32)
-    metric = ZSLMultiLabelMetric(k=1)
+    # random scores of each label alone: sliced ZSL
+    metric = ZSLMultiLabelMetric(k=1, zsl_protocol='sliced')
     metric.dataset_meta = ds.metainfo
     for i in range(len(ds)):
         sample = ds[i]['data_samples']
