@@ -637,9 +637,14 @@ def _note(report: Report, step: str, text: str, verbose: bool) -> None:
 
 def rehearse(rehearsal: Rehearsal, root: str,
              steps: Sequence[str] = ALL_STEPS, verbose: bool = True,
-             weight_tol: float = 0.0) -> Report:
+             weight_tol: float = 0.0,
+             keep_checkpoints: bool = True) -> Report:
     """Run ``steps`` of one rehearsal in the scratch folder ``root``;
-    raise :class:`RehearsalError` at the first failed check."""
+    raise :class:`RehearsalError` at the first failed check.
+
+    With ``keep_checkpoints=False`` the reference run's checkpoints are
+    removed at the end (a scratch folder that is not kept: at the real
+    sizes they take gigabytes); a later call trains again."""
     unknown = set(steps) - set(ALL_STEPS)
     if unknown:
         raise ValueError(f'unknown steps {sorted(unknown)}; '
@@ -759,4 +764,8 @@ def rehearse(rehearsal: Rehearsal, root: str,
         _drop_checkpoints(amp_dir)
         _note(report, 'amp', f'exit 0 in {result.seconds:.0f} s, finite '
               f'losses (last {rows[-1].get("loss")})', verbose)
+    if not keep_checkpoints:
+        _drop_checkpoints(ref_dir)
+        if osp.isfile(osp.join(ref_dir, 'last_checkpoint')):
+            os.remove(osp.join(ref_dir, 'last_checkpoint'))
     return report

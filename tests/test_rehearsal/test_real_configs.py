@@ -55,6 +55,10 @@ def test_real_config(name, rehearsal_root):
         # An alias: its settings are checked equal to the original's (which
         # gets the matrix); the file itself trains and tests.
         steps = ('train', 'test')
+    # A scratch folder that is not kept loses each config's checkpoints
+    # once its rehearsal passed (the whole matrix writes tens of GB).
     report = rehearse(REHEARSALS[name], rehearsal_root, steps=steps,
-                      verbose=True)
+                      verbose=True,
+                      keep_checkpoints=bool(
+                          os.environ.get('MMOVL_REHEARSAL_ROOT')))
     assert set(steps) <= set(report.steps)
