@@ -475,6 +475,8 @@ def test_det_vocabulary_hook_passes_novel_classes():
     assert calls == [(base, None), (base + novel, ['zebra']),
                      (base + novel, None)]
     from mmdet.registry import HOOKS
-    assert HOOKS.get('VocabularyHook') is DetVocabularyHook
+    assert HOOKS.get('DetVocabularyHook') is DetVocabularyHook
+    # one name per task: classification's hook is not in mmdet's scope
+    assert HOOKS.get('VocabularyHook') is None
     with pytest.raises(ValueError, match='no classes'):
         hook._set(runner, loader(novel_classes=novel))

@@ -5,7 +5,7 @@ from mmengine.model import is_model_wrapper
 from .vocabulary_hook import VocabularyHook
 
 
-@MMDET_HOOKS.register_module(name=['DetVocabularyHook', 'VocabularyHook'])
+@MMDET_HOOKS.register_module()
 class DetVocabularyHook(VocabularyHook):
     """:class:`VocabularyHook` for open-vocabulary detectors (mmdet scope).
 
@@ -15,8 +15,8 @@ class DetVocabularyHook(VocabularyHook):
     training set of base categories has none, an evaluation set over base
     and novel categories marks the novel ones.
 
-    Registered in mmdet's ``HOOKS`` also as ``'VocabularyHook'``, so a
-    string-typed config in mmdet's scope gets this variant.
+    Registered in mmdet's ``HOOKS`` as ``'DetVocabularyHook'`` only;
+    ``'VocabularyHook'`` is classification's (mmpretrain's ``HOOKS``).
 
     Args:
         train (bool): Also set the training vocabulary. Defaults to True.

@@ -53,7 +53,7 @@ class ViLD(TwoStageDetector):
     run here.
 
     The vocabulary is data: :meth:`set_vocabulary` (called by
-    ``VocabularyHook`` with the training set's classes, i.e. the base
+    ``DetVocabularyHook`` with the training set's classes, i.e. the base
     categories, before training, and with the evaluation set's classes and
     novel classes before evaluation) sets what is scored, without
     retraining.

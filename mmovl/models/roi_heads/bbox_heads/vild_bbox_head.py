@@ -291,7 +291,7 @@ class ViLDBBoxHead(ConvFCBBoxHead):
         if self.class_embeds is None:
             raise RuntimeError(
                 'ViLDBBoxHead has no vocabulary: call ViLD.set_vocabulary() '
-                '(or add VocabularyHook to custom_hooks).')
+                '(or add DetVocabularyHook to custom_hooks).')
         return self.class_embeds
 
     # -- forward ----------------------------------------------------------
