@@ -28,7 +28,7 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RUNS = (('linear head (baseline)',
-         'configs/cprfl/toy_vit_p8_linear_10e_toy_lt.py'),
+         'configs/baseline/toy_vit_p8_linear_10e_toy_lt.py'),
         ('CPRFL (authors)', 'configs/cprfl/cprfl_toy_vit_p8_10e_toy_lt.py'),
         ('CPRFL (enc. layer)',
          'configs/cprfl/cprfl-enclayer_toy_vit_p8_10e_toy_lt.py'))

@@ -15,8 +15,9 @@
 # focusing weight, PyTorch's default init. The schedule is the toy's.
 # mmovl's earlier variant (a standard encoder layer over a frozen teacher's
 # embeddings) is cprfl-enclayer_toy_vit_p8_10e_toy_lt.py; the supervised
-# twin (same backbone, linear head) is toy_vit_p8_linear_10e_toy_lt.py;
-# bench/bench_cprfl_toy.py runs all three.
+# twin (same backbone, linear head) is
+# baseline/toy_vit_p8_linear_10e_toy_lt.py; bench/bench_cprfl_toy.py runs all
+# three.
 from mmengine.config import read_base
 
 with read_base():

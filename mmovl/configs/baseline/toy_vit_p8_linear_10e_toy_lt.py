@@ -1,12 +1,12 @@
 # Copyright (c) mmovl contributors. All rights reserved.
-# The supervised twin of cprfl_toy_vit_p8_10e_toy_lt.py: the same pretrained
-# toy CLIP tower (its CLS token), data, loss and schedule, with mmpretrain's
-# linear multi-label head in place of CPRFL's prompts, so that the head is
-# the only difference.
+# The supervised twin of cprfl/cprfl_toy_vit_p8_10e_toy_lt.py: the same
+# pretrained toy CLIP tower (its CLS token), data, loss and schedule, with
+# mmpretrain's linear multi-label head in place of CPRFL's prompts, so that
+# the head is the only difference.
 from mmengine.config import read_base
 
 with read_base():
-    from .cprfl_toy_vit_p8_10e_toy_lt import *  # noqa: F401,F403
+    from ..cprfl.cprfl_toy_vit_p8_10e_toy_lt import *  # noqa: F401,F403
 
 from mmpretrain.models import ImageClassifier, MultiLabelLinearClsHead
 
