@@ -1,15 +1,14 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 """Helpers of the long-tailed split converters (COCO-LT, VOC-LT): reading a
 released image-id list, the per-class image counts and head / medium / tail
-groups, and writing the resulting COCO JSON atomically. No registry."""
-import json
+groups (the converters write their JSON with
+:func:`mmovl.utils.fileio.atomic_write_json`). No registry."""
 import os.path as osp
 import textwrap
 from collections import defaultdict
 from typing import Callable, Dict, List, Tuple
 
 from mmovl.evaluation.metrics.zsl_multi_label import HEAD_THR, TAIL_THR
-from mmovl.utils.fileio import atomic_write_text
 
 
 def read_id_list(path: str, parse: Callable) -> List[Tuple[int, object]]:
@@ -93,8 +92,3 @@ def long_tail_summary(coco: dict) -> str:
                 textwrap.fill(f'{group}: ' + ', '.join(members), width=79,
                               subsequent_indent='    '))
     return '\n'.join(lines)
-
-
-def write_json_atomic(path: str, obj: dict) -> None:
-    """Write compact JSON atomically (:func:`mmovl.utils.atomic_write`)."""
-    atomic_write_text(path, json.dumps(obj, separators=(',', ':')))

@@ -37,7 +37,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mmovl.utils.fileio import atomic_write_text
+from mmovl.utils.fileio import atomic_write_json, atomic_write_lines
 
 TOY_WORLD_VERSION = 1
 
@@ -191,14 +191,6 @@ def render_image(rng: np.random.Generator, cfg: ToyWorldConfig,
     return image, objects
 
 
-def _write_json_atomic(obj: object, path: str) -> None:
-    atomic_write_text(path, json.dumps(obj))
-
-
-def _write_lines_atomic(lines: Sequence[str], path: str) -> None:
-    atomic_write_text(path, '\n'.join(lines) + '\n')
-
-
 def generate_split(root: str,
                    split: str,
                    num_images: int,
@@ -237,13 +229,13 @@ def generate_split(root: str,
     info = dict(description=f'mmovl toy world, {split}',
                 version=TOY_WORLD_VERSION)
     ann_dir = osp.join(root, 'annotations')
-    _write_json_atomic(
+    atomic_write_json(
+        osp.join(ann_dir, f'instances_{split}.json'),
         dict(info=info, images=images, annotations=annotations,
-             categories=categories),
-        osp.join(ann_dir, f'instances_{split}.json'))
-    _write_json_atomic(
-        dict(info=info, images=images, annotations=captions),
-        osp.join(ann_dir, f'captions_{split}.json'))
+             categories=categories))
+    atomic_write_json(
+        osp.join(ann_dir, f'captions_{split}.json'),
+        dict(info=info, images=images, annotations=captions))
 
 
 def generate_toy_world(root: str,
@@ -289,8 +281,8 @@ def generate_toy_world(root: str,
         root, 'train_lt', cfg.num_train_lt, cfg, long_tailed=True,
         progress=progress)
     generate_split(root, 'val', cfg.num_val, cfg, progress=progress)
-    _write_lines_atomic(LABELS, osp.join(root, 'annotations', 'labels.txt'))
-    _write_lines_atomic(UNSEEN_LABELS,
-                        osp.join(root, 'annotations', 'unseen_labels.txt'))
-    _write_json_atomic(params, stamp)
+    atomic_write_lines(osp.join(root, 'annotations', 'labels.txt'), LABELS)
+    atomic_write_lines(
+        osp.join(root, 'annotations', 'unseen_labels.txt'), UNSEEN_LABELS)
+    atomic_write_json(stamp, params)
     return True

@@ -35,7 +35,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from mmovl.utils import atomic_write_text
+from mmovl.utils import atomic_write_lines, atomic_write_text
 
 from .images import random_boxes, synth_image, write_jpeg
 
@@ -112,10 +112,6 @@ def _write_photo(path: str, rng: np.random.Generator, size: Tuple[int, int],
         path,
         synth_image(rng, width, height, boxes,
                     [palette[i] for i in label_ids]))
-
-
-def _write_lines(path: str, lines: Sequence, newline: str = '\n') -> None:
-    atomic_write_text(path, ''.join(f'{line}{newline}' for line in lines))
 
 
 def _cover(rng: np.random.Generator, label_sets: List[set],
@@ -237,7 +233,7 @@ def make_nus_wide(root: str,
     files = []
 
     def write(rel, lines):
-        _write_lines(osp.join(root, rel), lines, newline='\r\n')
+        atomic_write_lines(osp.join(root, rel), lines, newline='\r\n')
         files.append(rel)
 
     def tag_row(row):
@@ -599,7 +595,7 @@ def make_imagenet(root: str,
     images = {}
     for split, samples in (('train', train), ('val', val)):
         rel = f'meta/{split}.txt'
-        _write_lines(
+        atomic_write_lines(
             osp.join(root, rel),
             [f'{path} {label}' for path, label in samples])
         files.append(rel)

@@ -34,7 +34,6 @@ head / medium groups of ``ZSLMultiLabelMetric`` are empty (NaN).
 import contextlib
 import importlib.util
 import io
-import json
 import os.path as osp
 import xml.etree.ElementTree as ET
 import zlib
@@ -44,7 +43,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from mmovl.testing.images import random_boxes, synth_image, write_jpeg
-from mmovl.utils import atomic_write_text
+from mmovl.utils import atomic_write_json, atomic_write_text
 
 __all__ = [
     'COCO_CATEGORIES', 'VOC_CLASSES', 'LVIS_CATEGORIES', 'class_colour',
@@ -213,10 +212,6 @@ def _paint(path: str, seed: int, tag: int, index: int, width: int,
     write_jpeg(path, img)
 
 
-def _write_json(path: str, obj: dict) -> str:
-    return atomic_write_text(path, json.dumps(obj, separators=(',', ':')))
-
-
 def _run_converter(name: str, argv: Sequence[str]) -> str:
     """Run ``tools/dataset_converters/<name>.py``'s ``main(argv)`` in this
     process; returns what it printed."""
@@ -378,8 +373,8 @@ def make_coco(root: str, seed: int = 0, num_train: int = 16,
             index += 1
         coco = _coco_instances(plan[split], folder, next_ann)
         next_ann += len(coco['annotations'])
-        files[f'instances_{split}'] = _write_json(
-            osp.join(ann_dir, f'instances_{folder}.json'), coco)
+        files[f'instances_{split}'] = atomic_write_json(
+            osp.join(ann_dir, f'instances_{folder}.json'), coco, compact=True)
     files['lt_img_ids'] = atomic_write_text(
         osp.join(ann_dir, 'coco_lt_img_ids.txt'),
         ''.join(f'{i}\n' for i in plan['lt_img_ids']))
@@ -769,8 +764,9 @@ def make_lvis(root: str, seed: int = 0, num_train: int = 16,
             index += 1
         lvis = _lvis_file(plan[split], next_ann, categories)
         next_ann += len(lvis['annotations'])
-        files[split] = _write_json(
-            osp.join(root, 'annotations', f'lvis_v1_{split}.json'), lvis)
+        files[split] = atomic_write_json(
+            osp.join(root, 'annotations', f'lvis_v1_{split}.json'), lvis,
+            compact=True)
 
     def by_freq(freq: str) -> Tuple[str, ...]:
         return tuple(c['name'] for c in LVIS_CATEGORIES

@@ -4,7 +4,8 @@ new one, never half of one. And a safe reader of the JSON files users hand
 in (annotations), which never runs code that a file holds.
 
 Every file mmovl writes for later use (annotations, caches, shards,
-converted weights, pictures) goes through :func:`atomic_write`: the data is
+converted weights, pictures) goes through :func:`atomic_write` (or its
+text, lines and JSON forms, which all take ``(path, data)``): the data is
 written to a temporary file in the target's folder (``os.replace`` is atomic
 only within one file system), flushed to disk and moved onto the target.
 Temporary names start with :data:`TMP_PREFIX`, so a folder can be swept of
@@ -14,11 +15,14 @@ import json
 import os
 import os.path as osp
 import uuid
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from mmengine.fileio import get_text
 
-__all__ = ['TMP_PREFIX', 'atomic_write', 'atomic_write_text', 'load_json']
+__all__ = [
+    'TMP_PREFIX', 'atomic_write', 'atomic_write_text', 'atomic_write_lines',
+    'atomic_write_json', 'load_json'
+]
 
 TMP_PREFIX = '.tmp-'
 
@@ -86,6 +90,54 @@ def atomic_write_text(path: str, text: str) -> str:
             f.write(text)
 
     return atomic_write(path, write)
+
+
+def atomic_write_lines(path: str,
+                       lines: Iterable[Any],
+                       newline: str = '\n') -> str:
+    """Write one line per item (``str(item)`` then ``newline``, UTF-8)
+    atomically.
+
+    Args:
+        path (str): The text file.
+        lines (Iterable): The lines, without line endings.
+        newline (str): What ends every line, written as is (``'\\r\\n'``
+            for Windows-style files). Defaults to ``'\\n'``.
+
+    Returns:
+        str: ``path``.
+
+    Examples:
+        >>> import tempfile
+        >>> out = osp.join(tempfile.mkdtemp(), 'labels.txt')
+        >>> with open(atomic_write_lines(out, ['cat', 'dog']), 'rb') as f:
+        ...     f.read()
+        b'cat\\ndog\\n'
+    """
+    return atomic_write_text(path,
+                             ''.join(f'{line}{newline}' for line in lines))
+
+
+def atomic_write_json(path: str,
+                      data: Any,
+                      compact: bool = False,
+                      **dumps_kwargs) -> str:
+    """Write ``data`` as JSON (UTF-8) atomically.
+
+    Args:
+        path (str): The JSON file.
+        data: What ``json.dumps`` takes.
+        compact (bool): No spaces after separators (``(',', ':')``), for
+            large annotation files. Defaults to False (``json.dumps``'s own
+            separators).
+        **dumps_kwargs: Passed to ``json.dumps`` (``indent``, ``default``).
+
+    Returns:
+        str: ``path``.
+    """
+    if compact:
+        dumps_kwargs.setdefault('separators', (',', ':'))
+    return atomic_write_text(path, json.dumps(data, **dumps_kwargs))
 
 
 def load_json(path: str,

@@ -1,11 +1,13 @@
 # Copyright (c) mmovl contributors. All rights reserved.
+import json
 import os
 import stat
 
 import numpy as np
 import pytest
 
-from mmovl.utils import TMP_PREFIX, atomic_write, atomic_write_text
+from mmovl.utils import (TMP_PREFIX, atomic_write, atomic_write_json,
+                         atomic_write_lines, atomic_write_text)
 
 
 def _tmp_files(folder):
@@ -74,3 +76,28 @@ def test_text_and_writers_that_take_a_path(tmp_path):
     npy = atomic_write(str(tmp_path / 'x.npy'), lambda tmp: np.save(tmp, arr))
     np.testing.assert_array_equal(np.load(npy), arr)
     assert sorted(os.listdir(tmp_path)) == ['labels.txt', 'x.npy']
+
+
+def test_lines_and_json_take_the_path_first(tmp_path):
+    lines = atomic_write_lines(str(tmp_path / 'a.txt'), ['x', 2])
+    crlf = atomic_write_lines(
+        str(tmp_path / 'b.txt'), ['x', 'y'], newline='\r\n')
+    empty = atomic_write_lines(str(tmp_path / 'c.txt'), [])
+    with open(lines, 'rb') as f:
+        assert f.read() == b'x\n2\n'
+    with open(crlf, 'rb') as f:
+        assert f.read() == b'x\r\ny\r\n'
+    with open(empty, 'rb') as f:
+        assert f.read() == b''
+    obj = {'a': [1, 2], 'b': 'c'}
+    loose = atomic_write_json(str(tmp_path / 'loose.json'), obj)
+    compact = atomic_write_json(str(tmp_path / 'compact.json'), obj,
+                                compact=True)
+    indented = atomic_write_json(str(tmp_path / 'ind.json'), obj, indent=1)
+    with open(loose) as f:
+        assert f.read() == '{"a": [1, 2], "b": "c"}'
+    with open(compact) as f:
+        assert f.read() == '{"a":[1,2],"b":"c"}'
+    with open(indented) as f:
+        assert f.read() == json.dumps(obj, indent=1)
+    assert not _tmp_files(tmp_path)

@@ -45,8 +45,8 @@ import os.path as osp
 import re
 from typing import Sequence, Tuple
 
-from mmovl.datasets.long_tail import (long_tail_summary, read_id_list,
-                                      write_json_atomic)
+from mmovl.datasets.long_tail import long_tail_summary, read_id_list
+from mmovl.utils.fileio import atomic_write_json
 
 
 def parse_coco_id(token: str) -> int:
@@ -131,7 +131,7 @@ def main(argv=None):
     if args.img_ids is not None:
         entries = read_id_list(args.img_ids, parse_coco_id)
         coco = select_images(coco, entries, args.instances, args.img_ids)
-    write_json_atomic(args.out, coco)
+    atomic_write_json(args.out, coco, compact=True)
     print(f'{args.out}:\n{long_tail_summary(coco)}')
 
 

@@ -25,7 +25,7 @@ from mmengine.logging import MMLogger
 
 from mmovl.datasets.coco_ov import (COCO_OV_BASE_CLASSES, COCO_OV_CLASSES,
                                     select_categories)
-from mmovl.datasets.long_tail import write_json_atomic
+from mmovl.utils.fileio import atomic_write_json
 
 SPLITS = (
     ('instances_train2017.json', 'instances_train2017_seen_2.json',
@@ -49,7 +49,7 @@ def convert(src: str, dst: str, names) -> dict:
             raise ValueError(f'{src} is not a COCO instances file: no '
                              f'"{key}" list.')
     out = select_categories(coco, names, source=src)
-    write_json_atomic(dst, out)
+    atomic_write_json(dst, out, compact=True)
     return dict(images=len(out['images']),
                 annotations=len(out['annotations']),
                 categories=len(out['categories']))

@@ -62,8 +62,8 @@ from typing import Dict, List, Tuple
 
 from mmengine.utils import ProgressBar
 
-from mmovl.datasets.long_tail import (long_tail_summary, read_id_list,
-                                      write_json_atomic)
+from mmovl.datasets.long_tail import long_tail_summary, read_id_list
+from mmovl.utils.fileio import atomic_write_json
 
 # VOC's class identifiers in the devkit's order (category ids 1-20) and
 # the names written for them.
@@ -270,7 +270,7 @@ def main(argv=None):
                                          f'{args.image_set}.txt')
     entries = read_id_list(list_path, parse_voc_id)
     coco = convert(args.voc_root, entries, list_path, args.skip_difficult)
-    write_json_atomic(args.out, coco)
+    atomic_write_json(args.out, coco, compact=True)
     print(f'{args.out}:\n{long_tail_summary(coco)}')
     no_jpeg = sum(not osp.isfile(osp.join(args.voc_root, img['file_name']))
                   for img in coco['images'])
