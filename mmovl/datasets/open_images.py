@@ -10,7 +10,7 @@ import numpy as np
 from mmengine.logging import MMLogger
 from mmpretrain.registry import DATASETS
 
-from .nus_wide import MKTSplitDataset, ProgressFactory
+from .mkt_split import MKTSplitDataset, ProgressFactory
 
 # Counts of MKT's (and LESA's) Open Images v4 split; others are reported,
 # not refused.
@@ -200,7 +200,7 @@ def build_open_images_annotation(
         unseen_mids: Sequence[str],
         names: Dict[str, str],
         img_suffix: str = '.jpg') -> Dict[str, np.ndarray]:
-    """A compact annotation (see :mod:`mmovl.datasets.nus_wide`) of the
+    """A compact annotation (see :mod:`mmovl.datasets.mkt_split`) of the
     labelled images over the seen + unseen vocabulary.
 
     Every image of the label file is kept, also one whose labels all lie
@@ -323,7 +323,7 @@ class OpenImagesMultiLabelDataset(MKTSplitDataset):
             files only; the converter stores file names). Defaults to
             ``'.jpg'``.
         **kwargs: ``missing``, ``filter_empty``, ``with_gt_score`` (see
-            :class:`mmovl.datasets.nus_wide.MKTSplitDataset`) and the
+            :class:`mmovl.datasets.mkt_split.MKTSplitDataset`) and the
             arguments of :class:`mmpretrain.datasets.MultiLabelDataset`.
 
     Examples:

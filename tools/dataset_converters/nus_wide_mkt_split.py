@@ -26,7 +26,7 @@ a temporary file and renamed, identical bytes for identical inputs:
 - ``seen_labels.txt``: the seen labels, one a line, in vocabulary order.
 - ``unseen_labels.txt``: the unseen labels.
 - ``nus_wide_mkt_train.npz``, ``nus_wide_mkt_test.npz``: compact
-  annotations (format: ``mmovl/datasets/nus_wide.py``) for
+  annotations (format: ``mmovl/datasets/mkt_split.py``) for
   :class:`mmovl.datasets.nus_wide.NUSWideDataset`; no pickle.
 
 How MKT's counts arise:
@@ -67,10 +67,12 @@ import os.path as osp
 import numpy as np
 from mmengine.utils import ProgressBar
 
-from mmovl.datasets.nus_wide import (NUS_WIDE_MKT_COUNTS, NUS_WIDE_SPLITS,
-                                     NUSWideDataset, load_nus_wide,
-                                     nus_wide_vocabulary, save_annotation,
-                                     write_lines_atomic)
+from mmovl.datasets.mkt_split import save_annotation
+from mmovl.datasets.nus_wide import NUSWideDataset
+from mmovl.datasets.nus_wide_official import (NUS_WIDE_MKT_COUNTS,
+                                              NUS_WIDE_SPLITS, load_nus_wide,
+                                              nus_wide_vocabulary)
+from mmovl.utils.fileio import atomic_write_lines
 
 
 def parse_args(argv=None):
@@ -114,8 +116,8 @@ def main(argv=None):
               f'and {len(columns) - num_seen} unseen positive labels')
         _note_count(f'{split} images', len(ann['img_paths']),
                     NUS_WIDE_MKT_COUNTS[split])
-    write_lines_atomic(osp.join(out_dir, 'seen_labels.txt'), seen)
-    write_lines_atomic(osp.join(out_dir, 'unseen_labels.txt'), unseen)
+    atomic_write_lines(osp.join(out_dir, 'seen_labels.txt'), seen)
+    atomic_write_lines(osp.join(out_dir, 'unseen_labels.txt'), unseen)
     print(f'{out_dir}: seen_labels.txt ({len(seen)}), unseen_labels.txt '
           f'({len(unseen)})')
 

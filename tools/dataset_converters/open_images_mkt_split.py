@@ -28,7 +28,7 @@ identical bytes for identical inputs:
   images verified present), in vocabulary order.
 - ``unseen_labels.csv``: ``LabelName,DisplayName,TestImages``.
 - ``open_images_mkt_train.npz``, ``open_images_mkt_test.npz``: compact
-  annotations (format: ``mmovl/datasets/nus_wide.py``) with verified
+  annotations (format: ``mmovl/datasets/mkt_split.py``) with verified
   negatives, for
   :class:`mmovl.datasets.open_images.OpenImagesMultiLabelDataset`; every
   image of each CSV, its labels restricted to seen + unseen; no pickle.
@@ -73,13 +73,14 @@ import os.path as osp
 
 from mmengine.utils import ProgressBar
 
-from mmovl.datasets.nus_wide import save_annotation, write_lines_atomic
+from mmovl.datasets.mkt_split import save_annotation
 from mmovl.datasets.open_images import (OPEN_IMAGES_MKT_COUNTS,
                                         OpenImagesMultiLabelDataset,
                                         build_open_images_annotation,
                                         count_positive_images,
                                         read_class_descriptions,
                                         read_image_labels, read_label_list)
+from mmovl.utils.fileio import atomic_write_lines
 
 
 def parse_args(argv=None):
@@ -159,11 +160,11 @@ def main(argv=None):
         print(f'{path}: {len(ann["img_paths"])} images, '
               f'{len(ann["pos_indices"])} positive and '
               f'{len(ann["neg_indices"])} negative labels')
-    write_lines_atomic(
+    atomic_write_lines(
         osp.join(args.out_dir, 'seen_labels.csv'),
         _csv_lines(['LabelName', 'DisplayName', 'TrainImages'],
                    [[m, names[m], train_counts.get(m, 0)] for m in seen]))
-    write_lines_atomic(
+    atomic_write_lines(
         osp.join(args.out_dir, 'unseen_labels.csv'),
         _csv_lines(['LabelName', 'DisplayName', 'TestImages'],
                    [[m, names[m], test_counts.get(m, 0)] for m in unseen]))
