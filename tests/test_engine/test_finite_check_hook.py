@@ -19,10 +19,10 @@ def test_a_non_finite_loss_stops_the_run_with_where(tmp_path):
     hook = FiniteCheckHook()
     runner = _runner(tmp_path, nn.Linear(2, 2), load_from='epoch_2.pth')
     hook.before_train(runner)
-    fine = dict(loss=torch.tensor(0.5), loss_rank=torch.tensor(0.5))
+    fine = dict(loss=torch.tensor(0.5), loss_cls=torch.tensor(0.5))
     hook.after_train_iter(runner, 0, outputs=fine)  # nothing happens
     for bad in (float('nan'), float('inf')):
-        outputs = dict(loss=torch.tensor(bad), loss_rank=torch.tensor(bad))
+        outputs = dict(loss=torch.tensor(bad), loss_cls=torch.tensor(bad))
         with pytest.raises(RuntimeError,
                            match='iteration 42 .epoch 3.* started from '
                            'epoch_2.pth'):

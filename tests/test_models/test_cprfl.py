@@ -177,7 +177,7 @@ def test_loss_is_the_asymmetric_loss_of_the_paper():
     # mmpretrain's AsymmetricLoss averages the elements (reduction='mean');
     # the paper's L sums over the labels: the same up to 1 / (B * C).
     expected = _asl_by_hand(logits, target).mean().float()
-    torch.testing.assert_close(losses['loss'], expected)
+    torch.testing.assert_close(losses['loss_cls'], expected)
     # the formula on random logits, including large ones
     rnd, rnd_y = torch.randn(3, 7) * 4, (torch.rand(3, 7) > 0.5).float()
     torch.testing.assert_close(
@@ -185,8 +185,8 @@ def test_loss_is_the_asymmetric_loss_of_the_paper():
         _asl_by_hand(rnd, rnd_y).mean().float())
     # gt_score works as well; unknown labels do not
     samples = [DataSample().set_gt_score(t) for t in target]
-    torch.testing.assert_close(head.loss(fmap, w, samples)['loss'],
-                               losses['loss'])
+    torch.testing.assert_close(head.loss(fmap, w, samples)['loss_cls'],
+                               losses['loss_cls'])
     samples[0].set_gt_score(torch.full((6, ), -1.0))
     with pytest.raises(ValueError, match='unknown'):
         head.loss(fmap, w, samples)
@@ -232,7 +232,7 @@ def test_classifier_builds_and_switches_vocabulary(ckpt):
     assert not torch.allclose(five[0].pred_score[:3], three[0].pred_score)
     model.train()
     losses = model(x, _samples([[0, 4], [2]]), mode='loss')
-    losses['loss'].backward()
+    losses['loss_cls'].backward()
     assert model.backbone.conv1.weight.grad is not None
     assert model(x, mode='tensor').shape == (2, 5)
     with pytest.raises(ValueError, match='duplicate'):

@@ -216,7 +216,7 @@ def test_text_tower_trains_with_the_model(ckpt):
     assert embeds.requires_grad
     x = torch.randn(2, 3, 32, 32)
     samples = [DataSample().set_gt_label(y) for y in ([0], [1])]
-    model(x, samples, mode='loss')['loss'].backward()
+    model(x, samples, mode='loss')['loss_cls'].backward()
     for name in names:
         grad = model.get_parameter(name).grad
         assert grad is not None and grad.abs().sum() > 0, name

@@ -113,7 +113,7 @@ def test_loss_is_rank_plus_distillation(ckpt):
     target = torch.zeros(3, 4)
     for i, y in enumerate(labels):
         target[i, y] = 1
-    torch.testing.assert_close(losses['loss_rank'], RankLoss()(scores,
+    torch.testing.assert_close(losses['loss_cls'], RankLoss()(scores,
                                                               target))
     e_cls = model.head.embed(feats)[0]
     with torch.no_grad():
@@ -279,7 +279,7 @@ def test_distillation_skips_images_without_a_positive(ckpt):
     # no positive at all: 0, and backward still runs
     none = model.loss(x, _samples([[]] * 4, 4))
     assert none['loss_distill'].item() == 0
-    (none['loss_distill'] + none['loss_rank']).backward()
+    (none['loss_distill'] + none['loss_cls']).backward()
     with pytest.raises(ValueError, match='distill_images'):
         _mkt(path, distill_images='some')
 

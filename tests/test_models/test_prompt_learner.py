@@ -130,8 +130,8 @@ def test_frozen_student_gives_gradients_to_ctx_only(ckpt):
     model.set_vocabulary(SEEN)
     losses = model.loss(torch.randn(3, 3, 32, 32), _samples([[0], [1, 2],
                                                              [3]]))
-    assert set(losses) == {'loss_rank'}
-    losses['loss_rank'].backward()
+    assert set(losses) == {'loss_cls'}
+    losses['loss_cls'].backward()
     grad = model.prompt_learner.ctx.grad
     assert grad is not None and grad.abs().sum() > 0
     others = [
@@ -161,7 +161,7 @@ def test_a_step_tunes_the_prompt_not_the_student(ckpt):
     # as mmengine's default constructor does: every parameter to AdamW
     optim = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.05)
     model.train()
-    loss = model.loss(x, _samples([[0], [1, 2], [3], [0, 3]]))['loss_rank']
+    loss = model.loss(x, _samples([[0], [1, 2], [3], [0, 3]]))['loss_cls']
     loss.backward()
     optim.step()
 
@@ -268,7 +268,7 @@ def test_all_but_name_stage2_trains_the_vectors_only(ckpt):
     assert trainable == ['prompt_learner.token_vectors']
     model.set_vocabulary(SEEN)
     model.loss(torch.randn(3, 3, 32, 32),
-               _samples([[0], [1, 2], [3]]))['loss_rank'].backward()
+               _samples([[0], [1, 2], [3]]))['loss_cls'].backward()
     assert model.prompt_learner.token_vectors.grad.abs().sum() > 0
     # eval embeddings are cached until the vectors change
     model.eval()

@@ -44,9 +44,9 @@ def test_loss_matches_independent_computation():
     v = F.normalize(clip.encode_text(model.tokenizer(texts)), dim=-1)
     expected = UniCLLoss()(u, v, torch.tensor(labels),
                            clip.logit_scale.exp())
-    torch.testing.assert_close(losses['loss'], expected)
+    torch.testing.assert_close(losses['loss_contrastive'], expected)
     assert losses['logit_scale'].item() == pytest.approx(1 / 0.07, rel=1e-4)
-    losses['loss'].backward()
+    losses['loss_contrastive'].backward()
     assert clip.logit_scale.grad is not None
 
 
@@ -103,7 +103,7 @@ def test_label_unaware_is_clips_loss():
     samples = _samples(texts, [0, 0, 1])
     for i, s in enumerate(samples):
         s.set_metainfo(dict(sample_idx=10 + i))
-    loss = model.loss(images, samples)['loss']
+    loss = model.loss(images, samples)['loss_contrastive']
     clip = model.clip
     u = F.normalize(clip.encode_image(images), dim=-1)
     v = F.normalize(clip.encode_text(model.tokenizer(texts)), dim=-1)

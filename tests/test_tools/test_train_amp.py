@@ -335,7 +335,7 @@ def test_mkt_toy_trains_with_amp_on_cpu_and_resumes(tmp_path, tiny_world,
     straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
     _train([str(cfg), '--work-dir', straight, '--amp', '--no-validate'])
     # 48 images in batches of 24: 2 iterations an epoch
-    _check_amp_run(straight, 4, ('loss', 'loss_rank', 'loss_distill'))
+    _check_amp_run(straight, 4, ('loss', 'loss_cls', 'loss_distill'))
     epoch1 = osp.join(straight, 'epoch_1.pth')
     ckpt = safe_torch_load(epoch1)
     assert ckpt['optimizer']['state']  # AdamW's moments
@@ -343,7 +343,7 @@ def test_mkt_toy_trains_with_amp_on_cpu_and_resumes(tmp_path, tiny_world,
 
     _train([str(cfg), '--work-dir', resumed, '--amp', '--no-validate',
             '--resume', epoch1])
-    _check_amp_run(resumed, 2, ('loss', 'loss_rank', 'loss_distill'))
+    _check_amp_run(resumed, 2, ('loss', 'loss_cls', 'loss_distill'))
     assert not osp.exists(osp.join(resumed, 'epoch_1.pth'))
     a = safe_torch_load(osp.join(straight, 'epoch_2.pth'))['state_dict']
     b = safe_torch_load(osp.join(resumed, 'epoch_2.pth'))['state_dict']
@@ -361,7 +361,7 @@ def test_cprfl_toy_trains_with_amp_on_cpu(tmp_path, tiny_world,
                                        root=tiny_world))
     work = str(tmp_path / 'work')
     _train([str(cfg), '--work-dir', work, '--amp', '--no-validate'])
-    _check_amp_run(work, 1, ('loss', ))
+    _check_amp_run(work, 1, ('loss', 'loss_cls'))
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
 
 

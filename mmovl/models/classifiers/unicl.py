@@ -116,7 +116,8 @@ class UniCL(BaseModel):
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
-        """The UniCL loss of a batch of triplets.
+        """The UniCL loss of a batch of triplets, as ``loss_contrastive``
+        (and the learned ``logit_scale``, logged).
 
         Each data sample carries ``text`` (a caption or a prompt) and
         ``gt_label`` (one UniCL label).
@@ -133,7 +134,7 @@ class UniCL(BaseModel):
         scale = self.logit_scale
         loss = self.loss_module(image_embeds, text_embeds,
                                 labels.to(inputs.device), scale)
-        return dict(loss=loss, logit_scale=scale.detach())
+        return dict(loss_contrastive=loss, logit_scale=scale.detach())
 
     @torch.no_grad()
     def set_vocabulary(self, names: Sequence[str]) -> None:

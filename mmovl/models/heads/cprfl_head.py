@@ -277,7 +277,7 @@ class CPRFLHead(BaseModule):
             data_samples (List[DataSample]): The B annotated samples.
 
         Returns:
-            dict: ``dict(loss=...)``.
+            dict: ``dict(loss_cls=...)``.
         """
         logits = self(feats, label_embeds)
         if len(data_samples) != logits.shape[0]:
@@ -287,7 +287,7 @@ class CPRFLHead(BaseModule):
             data_samples, logits.shape[1], logits.device, allow_unknown=False)
         # float32 under mixed precision too (bfloat16 / float16 logits)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        return dict(loss=self.loss_module(logits, target))
+        return dict(loss_cls=self.loss_module(logits, target))
 
     def predict(
         self,

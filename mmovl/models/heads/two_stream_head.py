@@ -255,16 +255,18 @@ class TwoStreamHead(BaseModule):
                 projecting again. Defaults to False.
 
         Returns:
-            dict | tuple: ``dict(loss_rank=...)``, or ``(losses, e_cls)``
-            with ``return_embeds=True``.
+            dict | tuple: ``dict(loss_cls=...)`` (the configured loss,
+            ``RankLoss`` by default), or ``(losses, e_cls)`` with
+            ``return_embeds=True``.
         """
         e_cls, e_patch = self._embed(feats, self._uses_patches)
         scores = self._scores(e_cls, e_patch, label_embeds)
         if len(data_samples) != scores.shape[0]:
             raise ValueError(f'Got {len(data_samples)} data samples for '
                              f'{scores.shape[0]} images.')
-        target = multi_hot_targets(data_samples, scores.shape[1], scores.device)
-        losses = dict(loss_rank=self.loss_module(scores, target))
+        target = multi_hot_targets(data_samples, scores.shape[1],
+                                   scores.device)
+        losses = dict(loss_cls=self.loss_module(scores, target))
         return (losses, e_cls) if return_embeds else losses
 
     def predict(

@@ -194,11 +194,11 @@ def test_loss_matches_rank_loss():
     expected = RankLoss()(brute_force(feats, labels, *projections(head), 2),
                           target)
     losses = head.loss(feats, labels, samples)
-    assert list(losses) == ['loss_rank']
-    torch.testing.assert_close(losses['loss_rank'], expected)
+    assert list(losses) == ['loss_cls']
+    torch.testing.assert_close(losses['loss_cls'], expected)
     # The embedding the global stream scored comes along on request.
     losses, e_cls = head.loss(feats, labels, samples, return_embeds=True)
-    torch.testing.assert_close(losses['loss_rank'], expected)
+    torch.testing.assert_close(losses['loss_cls'], expected)
     torch.testing.assert_close(e_cls, head.embed_cls(feats))
     assert e_cls.requires_grad
 
@@ -212,7 +212,7 @@ def test_loss_matches_rank_loss():
     scores = brute_force(feats, labels, *projections(head), 2)
     expected = RankLoss()(scores, gt_score)
     torch.testing.assert_close(
-        head.loss(feats, labels, samples)['loss_rank'], expected)
+        head.loss(feats, labels, samples)['loss_cls'], expected)
     # -1 is ignored, not taken for a negative.
     assert not torch.allclose(expected, RankLoss()(scores, gt_score.clamp(0)))
 
@@ -229,7 +229,7 @@ def test_loss_uses_configured_loss():
                                                  *projections(head), 2),
                                      target)
     torch.testing.assert_close(
-        head.loss(feats, labels, samples)['loss_rank'], expected)
+        head.loss(feats, labels, samples)['loss_cls'], expected)
 
 
 def test_gradients_reach_projections():
@@ -237,7 +237,7 @@ def test_gradients_reach_projections():
     samples = [DataSample().set_gt_label([i, 6 - i]) for i in range(3)]
     for share in (True, False):
         head = make_head(share_projection=share)
-        head.loss(feats, labels, samples)['loss_rank'].backward()
+        head.loss(feats, labels, samples)['loss_cls'].backward()
         params = dict(head.named_parameters())
         assert set(params) == ({'proj.weight'} if share else
                                {'global_proj.weight', 'local_proj.weight'})
