@@ -8,6 +8,7 @@ from mmpretrain.datasets import MultiLabelDataset
 from mmpretrain.registry import DATASETS
 
 from ..utils import load_json
+from ..utils.vocabulary import check_unique_names
 
 LABEL_SPLITS = ('all', 'seen', 'unseen')
 
@@ -30,9 +31,7 @@ def read_label_file(path: str) -> Tuple[str, ...]:
     except UnicodeDecodeError as e:
         raise ValueError(f'{path} is not UTF-8 text ({e}); save the label '
                          'file as UTF-8') from None
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f'{path}: duplicate label names {dup}')
+    check_unique_names(names, 'label names', path)
     return names
 
 

@@ -7,6 +7,7 @@ from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
 from ..utils import load_json
+from ..utils.vocabulary import check_unique_names
 
 
 @DATASETS.register_module()
@@ -62,10 +63,7 @@ class CocoObjectCrops(BaseDataset):
                                  f'file: no "{key}" field')
         cats = sorted(ann['categories'], key=lambda c: c['id'])
         names = [c['name'] for c in cats]
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(
-                f'{self.ann_file}: duplicate category names {dup}')
+        check_unique_names(names, 'category names', self.ann_file)
         cat_to_label = {c['id']: i for i, c in enumerate(cats)}
         files = {img['id']: img['file_name'] for img in ann['images']}
 

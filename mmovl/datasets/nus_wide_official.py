@@ -8,6 +8,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from mmovl.utils.vocabulary import check_unique_names
+
 from .mkt_split import ProgressFactory, csr_from_dense
 
 # Counts of MKT's NUS-WIDE split; a different count is reported, not refused
@@ -47,11 +49,11 @@ def _read_lines(path: str) -> List[str]:
     return lines
 
 
-def _read_names(path: str) -> List[str]:
+def _read_name_file(path: str) -> List[str]:
+    """The names of a list file (one a line, as :func:`_read_lines`), each
+    once."""
     names = _read_lines(path)
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f'{path}: duplicate names {dup}')
+    check_unique_names(names, 'names', path)
     return names
 
 
@@ -68,8 +70,8 @@ def nus_wide_vocabulary(root: str) -> Tuple[List[str], List[str]]:
     Returns:
         tuple[list[str], list[str]]: The seen and the unseen label names.
     """
-    concepts = _read_names(_find(root, 'concepts'))
-    tags = _read_names(_find(root, 'tags'))
+    concepts = _read_name_file(_find(root, 'concepts'))
+    tags = _read_name_file(_find(root, 'tags'))
     unseen = set(concepts)
     return [t for t in tags if t not in unseen], concepts
 
@@ -198,7 +200,7 @@ def load_nus_wide(
         raise ValueError(f"source must be 'auto', 'all' or 'split', got "
                          f'{source!r}')
     seen, unseen = nus_wide_vocabulary(root)
-    tags = _read_names(_find(root, 'tags'))
+    tags = _read_name_file(_find(root, 'tags'))
     seen_columns = np.array([tags.index(t) for t in seen], dtype=np.int64)
     list_file = osp.join(root, 'ImageList', f'{split}Imagelist.txt')
     img_paths = [nus_wide_image_path(p) for p in _read_lines(list_file)]

@@ -10,6 +10,8 @@ import numpy as np
 from mmengine.logging import MMLogger
 from mmpretrain.registry import DATASETS
 
+from mmovl.utils.vocabulary import check_unique_names
+
 from .mkt_split import MKTSplitDataset, ProgressFactory
 
 # Counts of MKT's (and LESA's) Open Images v4 split; others are reported,
@@ -70,9 +72,7 @@ def read_label_list(path: str) -> List[str]:
         list[str]: The MIDs, in file order.
     """
     mids = [row[0] for _, row in _csv_rows(path)]
-    if len(set(mids)) != len(mids):
-        dup = sorted(m for m, n in Counter(mids).items() if n > 1)
-        raise ValueError(f'{path}: duplicate labels {dup[:5]}')
+    check_unique_names(mids, 'labels', path)
     return mids
 
 

@@ -1,6 +1,6 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 """Pieces the open-vocabulary classifiers share."""
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import List, Optional, Sequence, Union
 
 import torch
@@ -9,6 +9,8 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+
+from mmovl.utils.vocabulary import check_unique_names
 
 
 def build_cls_data_preprocessor(
@@ -35,10 +37,7 @@ def check_vocabulary(names: Sequence[str]) -> List[str]:
     names = list(names)
     if not names:
         raise ValueError('The vocabulary is empty')
-    if len(set(names)) != len(names):
-        counts = Counter(names)
-        dup = sorted(n for n, c in counts.items() if c > 1)
-        raise ValueError(f'The vocabulary has duplicate names: {dup}')
+    check_unique_names(names, 'names', 'The vocabulary')
     folded = defaultdict(list)
     for name in names:
         folded[' '.join(str(name).lower().split())].append(name)

@@ -1,6 +1,5 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 import copy
-from collections import Counter
 from contextlib import contextmanager
 from typing import Optional, Sequence, Tuple, Union
 
@@ -12,6 +11,7 @@ from mmengine.logging import MMLogger
 from torch import Tensor
 
 from mmovl.models.teachers.vild_prompts import encode_vild_names
+from mmovl.utils.vocabulary import check_unique_names
 
 
 def vocabulary_mask(names: Sequence[str],
@@ -157,9 +157,7 @@ class ViLD(TwoStageDetector):
             raise ValueError('names must be a non-empty sequence of '
                              'category names.')
         names = tuple(names)
-        if len(set(names)) != len(names):
-            dups = sorted(n for n, k in Counter(names).items() if k > 1)
-            raise ValueError(f'Duplicate category names: {dups[:5]}.')
+        check_unique_names(names, 'category names')
         novel_mask = vocabulary_mask(names, novel_names)
         if names == self.vocabulary and \
                 set(novel_names or ()) == set(self.novel_classes):

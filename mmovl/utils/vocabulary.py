@@ -1,0 +1,62 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+"""Checks of label-name lists that every reader of a vocabulary shares."""
+from typing import Dict, Hashable, Iterable, List, Optional
+
+__all__ = ['check_unique_names']
+
+
+def _positions(positions: List[int]) -> str:
+    return ', '.join(map(str, positions[:-1])) + f' and {positions[-1]}'
+
+
+def check_unique_names(names: Iterable[Hashable],
+                       what: str = 'names',
+                       context: Optional[str] = None,
+                       max_shown: int = 5) -> None:
+    """Raise a ValueError if a name occurs more than once in ``names``.
+
+    One pass over the names with a dict (O(n)), so lists of millions of
+    labels or image ids are checked as fast as they are read. The error
+    names the repeated names, in the order of their first repeat, and the
+    positions (0-based indices into ``names``) where each occurs.
+
+    Args:
+        names (Iterable[Hashable]): The names (label names, MIDs, ...).
+        what (str): What the names are, for the message (``'label names'``,
+            ``'category names'``). Defaults to ``'names'``.
+        context (str, optional): Where they come from, put in front of the
+            message (a file path, ``'The vocabulary'``). Defaults to None.
+        max_shown (int): At most this many repeated names are spelled out;
+            the message counts the rest. Defaults to 5.
+
+    Raises:
+        ValueError: ``"<context>: duplicate <what>: [...] (...)"``, or
+        ``"Duplicate <what>: [...] (...)"`` without a context; in the
+        parentheses, where each shown name occurs.
+
+    Examples:
+        >>> check_unique_names(['cat', 'dog'])
+        >>> check_unique_names(['cat', 'dog', 'cat'], 'label names',
+        ...                    'labels.txt')
+        Traceback (most recent call last):
+        ...
+        ValueError: labels.txt: duplicate label names: ['cat'] (at positions 0 and 2)
+    """  # noqa: E501
+    first: Dict[Hashable, int] = {}
+    repeated: Dict[Hashable, List[int]] = {}
+    for index, name in enumerate(names):
+        seen_at = first.setdefault(name, index)
+        if seen_at != index:
+            repeated.setdefault(name, [seen_at]).append(index)
+    if not repeated:
+        return
+    shown = list(repeated)[:max_shown]
+    if len(shown) == 1:
+        where = f'at positions {_positions(repeated[shown[0]])}'
+    else:
+        where = '; '.join(f'{name!r} at positions {_positions(repeated[name])}'
+                          for name in shown)
+    more = len(repeated) - len(shown)
+    rest = f' and {more} more' if more else ''
+    head = f'{context}: duplicate' if context else 'Duplicate'
+    raise ValueError(f'{head} {what}: {shown}{rest} ({where})')

@@ -1,0 +1,89 @@
+# Copyright (c) mmovl contributors. All rights reserved.
+import re
+
+import pytest
+
+from mmovl.utils.vocabulary import check_unique_names
+
+
+def test_unique_names_pass():
+    check_unique_names([])
+    check_unique_names(['cat', 'dog', 'Cat', 'cat '])
+    check_unique_names(iter(['a', 'b']))  # any iterable, read once
+    check_unique_names(['/m/01', '/m/02'], 'labels', 'classes.txt')
+
+
+def test_one_duplicate_named_with_its_positions():
+    with pytest.raises(ValueError) as info:
+        check_unique_names(['cat', 'dog', 'bird', 'cat'], 'label names',
+                           'labels.txt')
+    assert str(info.value) == ("labels.txt: duplicate label names: ['cat'] "
+                               '(at positions 0 and 3)')
+
+
+def test_several_duplicates_each_with_every_position():
+    names = ['b', 'a', 'b', 'c', 'a', 'b']
+    with pytest.raises(ValueError) as info:
+        check_unique_names(names)
+    # no context: the message starts with the kind of names; the repeated
+    # names come in the order of their first repeat
+    assert str(info.value) == ("Duplicate names: ['b', 'a'] ('b' at "
+                               "positions 0, 2 and 5; 'a' at positions 1 "
+                               'and 4)')
+
+
+def test_many_duplicates_are_counted_beyond_max_shown():
+    names = [f'n{i}' for i in range(10)] * 2
+    with pytest.raises(ValueError) as info:
+        check_unique_names(names, 'category names', 'ann.json', max_shown=3)
+    message = str(info.value)
+    assert message.startswith("ann.json: duplicate category names: "
+                              "['n0', 'n1', 'n2'] and 7 more (")
+    assert "'n2' at positions 2 and 12)" in message
+    assert 'n3' not in message
+
+
+def test_large_lists_and_other_hashables():
+    # one pass with a dict: a million names is no burden (the former
+    # list.count() loops were quadratic)
+    names = list(range(1_000_000))
+    check_unique_names(names)
+    names.append(999_999)
+    with pytest.raises(
+            ValueError,
+            match=re.escape('[999999] (at positions 999999 and 1000000)')):
+        check_unique_names(names, 'ids')
+
+
+def test_callers_keep_their_context(tmp_path):
+    """Each reader names its file (or the vocabulary) in front."""
+    from mmovl.datasets.coco_multi_label import read_label_file
+    from mmovl.datasets.nus_wide_official import nus_wide_vocabulary
+    from mmovl.datasets.open_images import read_label_list
+    from mmovl.models.classifiers.utils import check_vocabulary
+
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('cat\ndog\ncat\n')
+    with pytest.raises(ValueError, match=re.escape(
+            f"{labels}: duplicate label names: ['cat'] (at positions 0 "
+            'and 2)')):
+        read_label_file(str(labels))
+
+    mids = tmp_path / 'classes-trainable.txt'
+    mids.write_text('/m/01\n/m/02\n/m/01\n')
+    with pytest.raises(
+            ValueError,
+            match=re.escape(f"{mids}: duplicate labels: ['/m/01']")):
+        read_label_list(str(mids))
+
+    concepts = tmp_path / 'ConceptsList' / 'Concepts81.txt'
+    concepts.parent.mkdir()
+    concepts.write_text('sky\nsea\nsky\n')
+    with pytest.raises(
+            ValueError,
+            match=re.escape(f"{concepts}: duplicate names: ['sky']")):
+        nus_wide_vocabulary(str(tmp_path))
+
+    with pytest.raises(ValueError, match=re.escape(
+            "The vocabulary: duplicate names: ['a'] (at positions 0 and 1)")):
+        check_vocabulary(['a', 'a'])
