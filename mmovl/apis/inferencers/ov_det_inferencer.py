@@ -27,8 +27,10 @@ from .ov_cls_inferencer import (VocabType, list_images, load_model_weights,
 __all__ = ['OpenVocabDetInferencer']
 
 
-def _read_names(names: Optional[VocabType]) -> Optional[List[str]]:
-    """``read_vocabulary`` that lets an empty list mean "none"."""
+def _read_optional_vocabulary(
+        names: Optional[VocabType]) -> Optional[List[str]]:
+    """``read_vocabulary`` of an optional argument: None stays None and an
+    empty list means "no names" (``read_vocabulary`` refuses both)."""
     if names is None:
         return None
     if isinstance(names, (list, tuple)) and len(names) == 0:
@@ -188,7 +190,7 @@ class OpenVocabDetInferencer(DetInferencer):
     # -- vocabulary -------------------------------------------------------
     def _novel_names(self, names: List[str],
                      novel: Optional[VocabType]) -> List[str]:
-        chosen = _read_names(novel)
+        chosen = _read_optional_vocabulary(novel)
         if chosen is not None:
             missing = [n for n in chosen if n not in names]
             if missing:
