@@ -1,38 +1,12 @@
 # Copyright (c) mmovl contributors. All rights reserved.
-import types
 from typing import List, Union
 
-import numpy as np
 from mmdet.datasets import LVISV1Dataset
 from mmdet.registry import DATASETS
 
 #: LVIS category frequencies that make up ViLD's base vocabulary
 #: (frequent and common); the rare ones are novel.
 LVIS_BASE_FREQUENCIES = ('f', 'c')
-
-
-class _NumpyWithFloatAlias(types.ModuleType):
-    """numpy, plus the ``np.float`` alias that numpy 1.24 removed."""
-    float = float
-
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-
-def patch_lvis_eval_for_numpy() -> None:
-    """Let ``lvis.eval`` (used by mmdet's ``LVISMetric``) run on numpy >= 1.24.
-
-    The lvis-api release on PyPI (0.5.3) calls ``np.float`` in
-    ``LVISEval.accumulate``. Only the ``np`` name inside ``lvis.eval`` is
-    replaced, by numpy with that alias; numpy itself is left alone. A no-op
-    when lvis is missing, already fixed, or numpy still has the alias.
-    """
-    try:
-        import lvis.eval as lvis_eval
-    except ImportError:
-        return
-    if not hasattr(lvis_eval.np, 'float'):
-        lvis_eval.np = _NumpyWithFloatAlias('numpy')
 
 
 @DATASETS.register_module()
@@ -50,7 +24,8 @@ class LVISV1OVDataset(LVISV1Dataset):
     (``filter_cfg=dict(filter_empty_gt=True)`` drops those left without a
     box), so the official ``lvis_v1_train.json`` needs no conversion.
     With ``class_split='all'`` (testing) every category is kept, as
-    ``LVISMetric`` (APr / APc / APf) expects.
+    ``LVISMetric`` (APr / APc / APf) expects; on numpy >= 1.24 evaluate with
+    mmovl's ``CompatLVISMetric`` (mmovl's LVIS configs do).
 
     Args:
         *args: As for ``LVISV1Dataset``.
@@ -73,8 +48,6 @@ class LVISV1OVDataset(LVISV1Dataset):
                 f"class_split must be 'base' or 'all', got {class_split!r}.")
         self.class_split = class_split
         self._split_done = False
-        # LVISMetric evaluates this data set; make its lvis-api work first.
-        patch_lvis_eval_for_numpy()
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
@@ -84,8 +57,8 @@ class LVISV1OVDataset(LVISV1Dataset):
             raise ValueError(f'{self.ann_file} has no images.')
         return data_list
 
-    def parse_data_info(self, raw_data_info: dict) -> Union[dict,
-                                                             List[dict]]:
+    def parse_data_info(
+            self, raw_data_info: dict) -> Union[dict, List[dict]]:
         # The parent has just read the file into ``self.lvis`` and set
         # ``cat_ids`` to all its categories; the split needs their
         # frequencies, which only that object holds (reading the 1 GB

@@ -139,20 +139,41 @@ def _gt_as_predictions(ds, keep_label=lambda label: True):
 
 
 def test_lvis_metric_reports_rare_ap_from_the_split(lvis_json):
-    from mmdet.evaluation import LVISMetric
+    import lvis.eval
+    from mmovl.evaluation import CompatLVISMetric
+    lvis_np = lvis.eval.np
     ds = LVISV1OVDataset(ann_file=lvis_json, data_prefix=dict(img=''),
                          class_split='all', test_mode=True)
+    assert lvis.eval.np is lvis_np  # the data set patches nothing
     novel = {ds.metainfo['classes'].index(n)
              for n in ds.metainfo['novel_classes']}
     for keep, expected in ((lambda label: True, (1.0, 1.0, 1.0)),
                            (lambda label: label not in novel,
                             (0.0, 1.0, 1.0))):
-        metric = LVISMetric(ann_file=lvis_json, metric='bbox')
+        metric = CompatLVISMetric(ann_file=lvis_json, metric='bbox')
         metric.dataset_meta = ds.metainfo
         metric.process({}, _gt_as_predictions(ds, keep))
         res = metric.evaluate(len(ds))
         assert (res['lvis/bbox_APr'], res['lvis/bbox_APc'],
                 res['lvis/bbox_APf']) == pytest.approx(expected)
+        assert lvis.eval.np is lvis_np  # the fix is undone after evaluation
+
+
+def test_lvis_numpy_compat_is_scoped():
+    lvis_eval = pytest.importorskip('lvis.eval')
+    from mmovl.evaluation import lvis_numpy_compat
+    original = lvis_eval.np
+    with lvis_numpy_compat():
+        assert lvis_eval.np.float is float
+        assert lvis_eval.np.zeros is np.zeros
+        with lvis_numpy_compat():  # nested: the outer block restores
+            pass
+        assert lvis_eval.np.float is float
+    assert lvis_eval.np is original
+    with pytest.raises(KeyError):
+        with lvis_numpy_compat():
+            raise KeyError('boom')
+    assert lvis_eval.np is original
 
 
 # -- COCO open vocabulary ----------------------------------------------------

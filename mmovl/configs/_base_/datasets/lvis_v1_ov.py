@@ -3,18 +3,20 @@
 # categories), novel = rare (337). Training reads the official
 # lvis_v1_train.json with class_split='base' (rare annotations dropped on
 # load, no converted file needed); testing scores all 1203 categories with
-# LVISMetric, whose APr is the benchmark's headline. Needs `pip install lvis`.
+# LVISMetric, whose APr is the benchmark's headline (as mmovl's
+# CompatLVISMetric, which runs lvis-api 0.5.3 on numpy >= 1.24). Needs
+# `pip install lvis`.
 # ViLD trains Mask R-CNN, hence the masks and the segm metric; a box-only
 # model sets val_evaluator.metric = ['bbox'].
 from mmcv.transforms import LoadImageFromFile, RandomResize
 from mmdet.datasets.transforms import (FilterAnnotations, LoadAnnotations,
                                        PackDetInputs, RandomCrop,
                                        RandomFlip, Resize)
-from mmdet.evaluation import LVISMetric
 from mmengine.dataset import ClassBalancedDataset, DefaultSampler
 
 from mmovl.datasets import LVISV1OVDataset
 from mmovl.datasets.transforms import LoadCLIPProposalEmbeds, PackViLDInputs
+from mmovl.evaluation import CompatLVISMetric
 
 data_root = 'data/lvis_v1/'
 # Written by tools/misc/precompute_vild_embeds.py; a child config that moves
@@ -106,7 +108,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 val_evaluator = dict(
-    type=LVISMetric,
+    type=CompatLVISMetric,
     ann_file=data_root + 'annotations/lvis_v1_val.json',
     metric=['bbox', 'segm'],
     backend_args=backend_args)
