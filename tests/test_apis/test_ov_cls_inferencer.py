@@ -209,6 +209,40 @@ def test_image_errors_name_the_input(checkpoints, tmp_path):
         inferencer(str(empty))
 
 
+@pytest.mark.parametrize('kind', list(CONFIGS))
+def test_any_image_size_is_brought_to_the_model_input(kind, checkpoints):
+    """A 640 x 480 photo (and a small, tall one) goes through the config's
+    test pipeline: short side to 64, centre crop; the scores equal the
+    model's on the resized-and-cropped picture computed by hand."""
+    import cv2
+    cfg, ckpt, model = checkpoints[kind]
+    inferencer = OpenVocabClsInferencer(cfg, ckpt, vocabulary=VOCAB)
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    tall = rng.integers(0, 256, (90, 40, 3), dtype=np.uint8)
+    out = inferencer([big, tall], topk=None)['predictions']
+    assert len(out) == 2
+    # By hand: the short side to 64 (bicubic? no: mmcv's default bilinear,
+    # as ResizeEdge uses), then the centre 64 x 64.
+    expected = []
+    for img in (big, tall):
+        h, w = img.shape[:2]
+        scale = 64 / min(h, w)
+        nw, nh = int(w * scale + 0.5), int(h * scale + 0.5)
+        resized = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        y0, x0 = (nh - 64) // 2, (nw - 64) // 2
+        expected.append(resized[y0:y0 + 64, x0:x0 + 64])
+    batch = dict(inputs=[torch.from_numpy(e.copy()).permute(2, 0, 1)
+                         for e in expected],
+                 data_samples=None)
+    model.set_vocabulary(VOCAB)
+    with torch.no_grad():
+        samples = model.test_step(batch)
+    for pred, sample in zip(out, samples):
+        np.testing.assert_allclose(pred['pred_scores'],
+                                   sample.pred_score.numpy(), atol=1e-5)
+
+
 def test_checkpoint_of_the_wrong_kind(checkpoints, tmp_path):
     cfg, _, _ = checkpoints['mkt']
     # a UniCL checkpoint for an MKT config

@@ -25,6 +25,7 @@ from mmovl.datasets import read_label_file
 from mmovl.models.classifiers.utils import check_vocabulary
 from mmovl.utils.checkpoint import safe_torch_load
 from mmovl.utils.fileio import atomic_write
+from mmovl.utils.images import read_image
 
 __all__ = [
     'OpenVocabClsInferencer', 'list_images', 'load_model_weights',
@@ -173,33 +174,6 @@ def list_images(inputs) -> list:
         else:
             images.append(item)
     return images
-
-
-def read_image(input_, index: int) -> np.ndarray:
-    """One inferencer input as a BGR uint8 array, or a clear error.
-
-    Args:
-        input_ (str | np.ndarray): An image path or a BGR (H, W, 3) array.
-        index (int): Its position among the inputs, for the error message.
-
-    Returns:
-        np.ndarray: The BGR image.
-    """
-    if isinstance(input_, str):
-        if not osp.isfile(input_):
-            raise FileNotFoundError(f'Image not found: {input_}')
-        img = mmcv.imread(input_)
-        if img is None:
-            raise ValueError(f'Cannot read image {input_}: not an image '
-                             'file, or a corrupt one.')
-        return img
-    if isinstance(input_, np.ndarray):
-        if input_.ndim != 3 or input_.shape[2] != 3:
-            raise ValueError(f'Input {index}: expected a BGR image array '
-                             f'(H, W, 3), got shape {input_.shape}.')
-        return input_
-    raise TypeError(f'Input {index}: expected an image path or array, '
-                    f'got {type(input_).__name__}.')
 
 
 def _build_model(cfg: Config) -> BaseModel:

@@ -4,13 +4,16 @@
 # only; `test_label_split` picks the vocabulary evaluated.
 from mmcv.transforms import LoadImageFromFile
 from mmengine.dataset import DefaultSampler
-from mmpretrain.datasets import PackInputs, RandomFlip
+from mmpretrain.datasets import CenterCrop, PackInputs, RandomFlip, ResizeEdge
 
 from mmovl.datasets import CocoMultiLabelDataset
 
 data_root = 'data/toy_world'
 unseen_file = 'annotations/unseen_labels.txt'
 num_seen_classes = 24
+# The generator draws 64 x 64 pictures; the test pipeline brings any image
+# there (short side to 64, centre crop), as the real configs do at 224.
+image_size = 64
 batch_size = 64
 num_workers = 2
 
@@ -27,6 +30,8 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type=LoadImageFromFile),
+    dict(type=ResizeEdge, scale=image_size, edge='short'),
+    dict(type=CenterCrop, crop_size=image_size),
     dict(type=PackInputs),
 ]
 

@@ -11,7 +11,8 @@ with read_base():
 
 from mmcv.transforms import LoadImageFromFile
 from mmengine.dataset import DefaultSampler
-from mmpretrain.datasets import PackInputs, RandomFlip, Resize
+from mmpretrain.datasets import (CenterCrop, PackInputs, RandomFlip, Resize,
+                                 ResizeEdge)
 
 from mmovl.datasets import (CocoCaptionPairs, CocoMultiLabelDataset,
                             CocoObjectCrops, UniCLDataset)
@@ -37,6 +38,9 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type=LoadImageFromFile),
+    # any image to the model's size; a no-op on the generated 64 px ones
+    dict(type=ResizeEdge, scale=image_size, edge='short'),
+    dict(type=CenterCrop, crop_size=image_size),
     dict(type=PackInputs),
 ]
 
