@@ -25,9 +25,9 @@ from mmovl.datasets.coco_ov import (COCO_OV_BASE_CLASSES, COCO_OV_CLASSES,
                                     COCO_OV_NOVEL_CLASSES)
 from mmovl.datasets.toy_world import LABELS, SEEN_LABELS, UNSEEN_LABELS
 from mmovl.datasets.transforms import LoadCLIPProposalEmbeds, PackViLDInputs
-from mmovl.utils.proposal_embed_store import (ProposalEmbedStoreError,
-                                              make_store_index, write_shard,
-                                              write_store_index)
+from mmovl.embeds.proposal_store import (ProposalEmbedStoreError,
+                                         make_store_index, write_shard,
+                                         write_store_index)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DATASET_CFGS = osp.join(REPO, 'mmovl', 'configs', '_base_', 'datasets')

@@ -11,13 +11,13 @@ import torch.nn.functional as F
 from mmengine.structures import InstanceData
 
 from mmovl.datasets.transforms import LoadCLIPProposalEmbeds, PackViLDInputs
+from mmovl.embeds.proposal_store import (make_store_index, write_shard,
+                                         write_store_index)
 from mmovl.models.teachers.vild_prompts import (VILD_TEMPLATES,
                                                 encode_vild_names,
                                                 read_synonyms, vild_article,
                                                 vild_processed_name,
                                                 vild_prompts)
-from mmovl.utils.proposal_embed_store import (make_store_index, write_shard,
-                                              write_store_index)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 LVIS_CONFIG = osp.join(REPO, 'configs', 'vild',

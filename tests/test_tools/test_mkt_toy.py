@@ -9,9 +9,9 @@ import os.path as osp
 import torch
 
 import mmovl  # noqa: F401
-from mmovl.apis import load_teacher_embeds
 from mmovl.datasets import CocoMultiLabelDataset
 from mmovl.datasets.transforms import LoadTeacherEmbedding
+from mmovl.embeds import load_teacher_embeds
 from mmovl.models import CLIPTeacher
 from mmovl.utils import safe_torch_load
 

@@ -23,13 +23,12 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 
-import mmovl.apis.vild_embeds as vild_embeds
-from mmovl.apis.vild_embeds import (build_proposal_dataset,
-                                    build_proposal_model, crop_region,
-                                    precompute_vild_embeds)
+import mmovl.embeds.vild as vild_embeds
+from mmovl.embeds.proposal_store import (ProposalEmbedStore,
+                                         ProposalEmbedStoreError)
+from mmovl.embeds.vild import (build_proposal_dataset, build_proposal_model,
+                               crop_region, precompute_vild_embeds)
 from mmovl.models import CLIPTeacher
-from mmovl.utils.proposal_embed_store import (ProposalEmbedStore,
-                                              ProposalEmbedStoreError)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 NUM_PROPOSALS = 6
@@ -342,7 +341,7 @@ def test_two_stage_detector_gives_its_rpn_proposals(inputs):
     from mmengine.config import Config
     from mmengine.dataset import pseudo_collate
 
-    from mmovl.apis.vild_embeds import predict_proposals
+    from mmovl.embeds.vild import predict_proposals
     rpn, dataset, _ = inputs
     cfg = Config(dict(default_scope='mmdet', model=copy.deepcopy(
         rpn.cfg.model.to_dict()), test_dataloader=rpn.cfg.test_dataloader))

@@ -11,7 +11,7 @@ import math
 import os.path as osp
 
 from mmovl.utils import safe_torch_load
-from mmovl.utils.proposal_embed_store import ProposalEmbedStore
+from mmovl.embeds.proposal_store import ProposalEmbedStore
 
 OVERRIDES = '''
 toy_teacher = {teacher!r}

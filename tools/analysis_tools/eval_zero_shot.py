@@ -17,8 +17,8 @@ import json
 
 import numpy as np
 
-from mmovl.apis import encode_dataset_images
 from mmovl.datasets import CocoMultiLabelDataset
+from mmovl.embeds import encode_dataset_images
 from mmovl.evaluation import ZSLMultiLabelMetric
 from mmovl.models import CLIPTeacher
 from mmovl.utils import atomic_write_text

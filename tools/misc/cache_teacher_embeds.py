@@ -12,8 +12,8 @@ of running the teacher every step. The file is written atomically.
 import argparse
 import os.path as osp
 
-from mmovl.apis import encode_dataset_images, save_teacher_embeds
 from mmovl.datasets import CocoMultiLabelDataset
+from mmovl.embeds import encode_dataset_images, save_teacher_embeds
 from mmovl.models import CLIPTeacher
 
 

@@ -44,9 +44,8 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
 
-from mmovl.apis.vild_embeds import (build_proposal_dataset,
-                                    build_proposal_model,
-                                    precompute_vild_embeds)
+from mmovl.embeds.vild import (build_proposal_dataset, build_proposal_model,
+                               precompute_vild_embeds)
 from mmovl.models import CLIPTeacher
 
 

@@ -70,8 +70,8 @@ from mmengine.config import Config, DictAction
 from mmpretrain.registry import DATASETS, MODELS
 
 import mmovl  # noqa: F401  (registers mmovl's models and data sets)
+from mmovl.embeds.label_cache import sha256_file
 from mmovl.utils import atomic_write
-from mmovl.utils.embedding_cache import sha256_file
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join('configs', 'mkt', 'vit-b16_nuswide.py')

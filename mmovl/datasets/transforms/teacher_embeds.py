@@ -5,6 +5,8 @@ from typing import Optional
 from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
+from mmovl.embeds.image_cache import load_teacher_embeds
+
 
 @TRANSFORMS.register_module()
 class LoadTeacherEmbedding(BaseTransform):
@@ -29,7 +31,6 @@ class LoadTeacherEmbedding(BaseTransform):
         self._embeds = None
 
     def _load(self) -> None:
-        from mmovl.apis import load_teacher_embeds
         self._index, self._embeds = load_teacher_embeds(self.cache_file)
 
     def transform(self, results: dict) -> dict:

@@ -9,7 +9,7 @@ from mmdet.datasets.transforms import PackDetInputs
 from mmdet.registry import TRANSFORMS
 from mmengine.structures import InstanceData
 
-from mmovl.utils.proposal_embed_store import ProposalEmbedStore
+from mmovl.embeds.proposal_store import ProposalEmbedStore
 
 
 @TRANSFORMS.register_module()

@@ -18,9 +18,9 @@ from mmengine.model import BaseModule
 from mmengine.utils import ProgressBar
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
+from mmovl.embeds.label_cache import (CorruptCacheError, EmbeddingCache,
+                                      make_cache_key, sha256_file)
 from mmovl.utils.checkpoint import safe_torch_load
-from mmovl.utils.embedding_cache import (CorruptCacheError, EmbeddingCache,
-                                         make_cache_key, sha256_file)
 from .templates import resolve_templates
 
 __all__ = ['CLIPTeacher', 'register_open_clip_config']

@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from .fileio import atomic_write
+from mmovl.utils.fileio import atomic_write
 
 __all__ = [
     'CorruptCacheError', 'EmbeddingCache', 'make_cache_key', 'sha256_file'

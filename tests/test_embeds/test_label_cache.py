@@ -7,8 +7,8 @@ from unittest import mock
 import pytest
 import torch
 
-from mmovl.utils.embedding_cache import (CorruptCacheError, EmbeddingCache,
-                                         make_cache_key, sha256_file)
+from mmovl.embeds.label_cache import (CorruptCacheError, EmbeddingCache,
+                                      make_cache_key, sha256_file)
 
 
 def _temp_files(folder):

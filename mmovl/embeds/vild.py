@@ -7,7 +7,7 @@ box is cropped from the original image at 1x and 1.5x its size (clipped to
 the image), resized to the CLIP input size and encoded by the teacher; the
 two L2-normalised embeddings are summed and normalised again (ViLD,
 arXiv 2104.13921, Sec. 3.3). Boxes and embeddings are written to a sharded
-store (:mod:`mmovl.utils.proposal_embed_store`) keyed by image id.
+store (:mod:`mmovl.embeds.proposal_store`) keyed by image id.
 """
 import copy
 import hashlib
@@ -27,13 +27,11 @@ from mmengine.logging import MMLogger
 from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Dataset
 
-from mmovl.utils.embedding_cache import sha256_file
-from mmovl.utils.proposal_embed_store import (ProposalEmbedStoreError,
-                                              make_store_index,
-                                              read_store_index,
-                                              remove_stale_tmp_files,
-                                              shard_is_complete, write_shard,
-                                              write_store_index)
+from .label_cache import sha256_file
+from .proposal_store import (ProposalEmbedStoreError, make_store_index,
+                             read_store_index, remove_stale_tmp_files,
+                             shard_is_complete, write_shard,
+                             write_store_index)
 
 __all__ = [
     'crop_region', 'crop_proposals', 'encode_proposal_crops',

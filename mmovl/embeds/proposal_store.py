@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .fileio import TMP_PREFIX, atomic_write, atomic_write_text
+from mmovl.utils.fileio import TMP_PREFIX, atomic_write, atomic_write_text
 
 __all__ = [
     'STORE_FORMAT', 'ProposalEmbedStore', 'ProposalEmbedStoreError',
