@@ -216,3 +216,38 @@ def test_invalid_mask_and_k():
     for k in (0, -1, 2.5, []):
         with pytest.raises(ValueError, match='k must be'):
             precision_recall_f1_at_k(scores, labels, k)
+
+
+def test_public_kernels_on_validated_inputs(recwarn):
+    """The kernels the metrics call once per score matrix give what the
+    checking functions give, with or without shared positive entries."""
+    from mmovl.evaluation.functional import (Positives,
+                                             average_precision_kernel,
+                                             check_k, check_scores,
+                                             find_positives,
+                                             precision_recall_f1_kernel,
+                                             quiet_nanmean, to_numpy)
+    scores, labels = tied_problem(30, 7, seed=3)
+    mask = np.random.default_rng(4).random(scores.shape) > 0.2
+    checked = check_scores(torch.from_numpy(scores).half())
+    assert checked.dtype == np.float32 and checked.shape == (30, 7)
+    truth = labels.astype(bool)
+    positives = find_positives(checked, truth & mask)
+    assert isinstance(positives, Positives)
+    np.testing.assert_array_equal(positives.scores,
+                                  checked[positives.rows, positives.cols])
+    ap = average_precision_kernel(checked, truth, mask, positives)
+    np.testing.assert_allclose(
+        ap * 100, average_precision_per_class(checked, labels, mask))
+    np.testing.assert_allclose(
+        average_precision_kernel(checked, truth, mask), ap)
+    ks, single = check_k(3)
+    assert (ks, single) == ([3], True)
+    assert check_k((1, 9)) == ([1, 9], False)
+    prf = precision_recall_f1_kernel(checked, truth, [1, 9],
+                                     find_positives(checked, truth))
+    assert prf == precision_recall_f1_at_k(checked, labels, [1, 9])
+    assert np.isnan(quiet_nanmean(np.array([np.nan, np.nan])))
+    assert quiet_nanmean(np.array([1.0, np.nan, 3.0])) == 2.0
+    assert not [w for w in recwarn if 'Mean of empty' in str(w.message)]
+    assert to_numpy(torch.ones(2, dtype=torch.bfloat16)).dtype == np.float32

@@ -7,6 +7,13 @@ OpenMMLab registry. They are written for test sets of the size of NUS-WIDE
 only the positive entries are looked up in the sorted column, instead of
 ranking every (image, label) pair as a per-sample loop would. The work is
 split over up to ``torch.get_num_threads()`` threads.
+
+The metric functions validate their inputs on every call. A caller that
+computes several metrics of one score matrix (such as
+:class:`mmovl.evaluation.ZSLMultiLabelMetric`) validates it once with
+:func:`check_scores` / :func:`check_k`, finds its positive entries once with
+:func:`find_positives` and calls the kernels on validated inputs:
+:func:`average_precision_kernel` and :func:`precision_recall_f1_kernel`.
 """
 import os
 import threading
@@ -29,9 +36,19 @@ _PARTITION_ELEMENTS = 1 << 21
 _TIE_ROW_BLOCK = 4096
 
 
-def _to_numpy(x: ArrayLike) -> np.ndarray:
+def to_numpy(x: ArrayLike) -> np.ndarray:
     """Convert a tensor or array-like to a numpy array without copying when
-    possible."""
+    possible.
+
+    A tensor is detached and moved to the CPU; float16 and bfloat16 tensors
+    become float32 (numpy has no bfloat16).
+
+    Args:
+        x (np.ndarray | torch.Tensor | Sequence): The values.
+
+    Returns:
+        np.ndarray: The values as an array.
+    """
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
         if x.dtype in (torch.float16, torch.bfloat16):
@@ -40,9 +57,24 @@ def _to_numpy(x: ArrayLike) -> np.ndarray:
     return np.asarray(x)
 
 
-def _check_scores(scores: ArrayLike) -> np.ndarray:
-    """Return ``scores`` as a finite float32/float64 (N, C) array."""
-    scores = _to_numpy(scores)
+def check_scores(scores: ArrayLike) -> np.ndarray:
+    """Return ``scores`` as a finite float32/float64 (N, C) array.
+
+    Args:
+        scores (np.ndarray | torch.Tensor | Sequence): Scores of shape
+            (N, C), N >= 1 images and C >= 1 labels. float16 becomes
+            float32, integers become float64.
+
+    Returns:
+        np.ndarray: The scores, not copied when they are float32/float64
+        already.
+
+    Raises:
+        ValueError: For another number of dimensions, an empty axis, a
+            non-real dtype or a NaN / infinite entry (the first one's image
+            and label are named).
+    """
+    scores = to_numpy(scores)
     if scores.ndim != 2:
         raise ValueError('scores must be a 2-D (N, C) array, got shape '
                          f'{scores.shape}.')
@@ -74,7 +106,7 @@ def _check_binary(values: ArrayLike, shape: Tuple[int, int],
                   name: str) -> np.ndarray:
     """Return ``values`` as a bool array of ``shape`` whose entries were all 0
     or 1."""
-    values = _to_numpy(values)
+    values = to_numpy(values)
     if values.shape != tuple(shape):
         raise ValueError(f'{name} must have the same shape as scores '
                          f'{tuple(shape)}, got {values.shape}.')
@@ -99,9 +131,22 @@ def _check_binary(values: ArrayLike, shape: Tuple[int, int],
                      f'{values[i, j]} at image {i}, label {j}.')
 
 
-def _check_k(k: Union[int, Sequence[int]]) -> Tuple[List[int], bool]:
+def check_k(k: Union[int, Sequence[int]]) -> Tuple[List[int], bool]:
     """Return the values of ``k`` as a list and whether a single int was
-    given."""
+    given.
+
+    Args:
+        k (int | Sequence[int]): One or several positive ints (``bool`` is
+            refused).
+
+    Returns:
+        tuple[list[int], bool]: The values, and True when ``k`` was a
+        single int.
+
+    Raises:
+        ValueError: For an empty sequence or a value that is not a positive
+            int.
+    """
     single = not isinstance(k, (list, tuple))
     ks = [k] if single else list(k)
     if not ks:
@@ -139,22 +184,39 @@ def _ranges(total: int, step: int) -> List[Tuple[int, int]]:
     return [(i, min(total, i + step)) for i in range(0, total, step)]
 
 
-class _Positives(NamedTuple):
+class Positives(NamedTuple):
     """The positive entries of a label matrix and their scores, in row-major
-    order (the order that reads the score matrix sequentially)."""
+    order (the order that reads the score matrix sequentially), as
+    :func:`find_positives` returns them.
+
+    Attributes:
+        rows (np.ndarray): Image index of each positive entry.
+        cols (np.ndarray): Label index of each positive entry.
+        scores (np.ndarray): Score of each positive entry.
+    """
     rows: np.ndarray
     cols: np.ndarray
     scores: np.ndarray
 
 
-def _find_positives(scores: np.ndarray, labels: np.ndarray) -> _Positives:
+def find_positives(scores: np.ndarray, labels: np.ndarray) -> Positives:
+    """The positive entries of ``labels`` and their ``scores``.
+
+    Args:
+        scores (np.ndarray): Validated scores (N, C) (:func:`check_scores`).
+        labels (np.ndarray): Bool (N, C), True where an entry counts as
+            positive.
+
+    Returns:
+        Positives: Their rows, columns and scores, in row-major order.
+    """
     flat = np.flatnonzero(labels)
     rows, cols = np.divmod(flat, labels.shape[1])
     if scores.flags.c_contiguous:
         values = scores.ravel()[flat]
     else:
         values = scores[rows, cols]
-    return _Positives(rows, cols, values)
+    return Positives(rows, cols, values)
 
 
 def _transpose_into(out: np.ndarray, src: np.ndarray, c0: int,
@@ -170,22 +232,37 @@ def _transpose_into(out: np.ndarray, src: np.ndarray, c0: int,
         out[:, r0:r1] = src[r0:r1, c0:c1].T
 
 
-def _average_precision(scores: np.ndarray,
-                       labels: np.ndarray,
-                       mask: Optional[np.ndarray],
-                       positives: Optional[_Positives] = None) -> np.ndarray:
-    """AP per column as a fraction, on validated inputs.
+def average_precision_kernel(scores: np.ndarray,
+                             labels: np.ndarray,
+                             mask: Optional[np.ndarray],
+                             positives: Optional[Positives] = None
+                             ) -> np.ndarray:
+    """AP per column as a fraction, on validated inputs: the kernel of
+    :func:`average_precision_per_class`, which checks its inputs first.
 
     With sklearn's tie semantics the AP of a label with P positives is
     ``1/P * sum_i tp(score >= s_i) / n(score >= s_i)`` over its positives
     ``i``. Both counts are binary searches: ``tp`` among the label's sorted
     positive scores, ``n`` in the label's sorted column. ``positives`` may
     pass the (unmasked) positive entries when the caller has them already.
+
+    Args:
+        scores (np.ndarray): Scores (N, C) from :func:`check_scores`.
+        labels (np.ndarray): Bool ground truth (N, C).
+        mask (np.ndarray, optional): Bool (N, C); False entries are left
+            out of their label's ranking. None uses all.
+        positives (Positives, optional): :func:`find_positives` of
+            ``scores`` and ``labels & mask`` (``labels`` when unmasked)
+            when the caller has them. Defaults to None (found here).
+
+    Returns:
+        np.ndarray: AP of each label as a fraction (not percent), (C,)
+        float64; NaN for a label without a positive.
     """
     n, num_classes = scores.shape
     if positives is None:
-        positives = _find_positives(scores,
-                                    labels if mask is None else labels & mask)
+        positives = find_positives(scores,
+                                   labels if mask is None else labels & mask)
     # Group the positives' scores by label; a 16-bit key gets a radix sort.
     key = positives.cols
     if num_classes <= np.iinfo(np.uint16).max:
@@ -228,7 +305,7 @@ def _average_precision(scores: np.ndarray,
 def _hits_at_k(scores: np.ndarray,
                labels: np.ndarray,
                ks: List[int],
-               positives: Optional[_Positives] = None) -> List[int]:
+               positives: Optional[Positives] = None) -> List[int]:
     """Number of positives among each image's top-k labels, summed over
     images, for every k in ``ks`` (already clamped to C), on validated inputs.
 
@@ -238,7 +315,7 @@ def _hits_at_k(scores: np.ndarray,
     """
     n, num_classes = scores.shape
     if positives is None:
-        positives = _find_positives(scores, labels)
+        positives = find_positives(scores, labels)
     rows, cols, pos_scores = positives
     small = sorted({k for k in ks if k < num_classes})
     kth = {k: np.empty(n, scores.dtype) for k in small}  # k-th largest
@@ -324,11 +401,11 @@ def average_precision_per_class(scores: ArrayLike,
         >>> average_precision_per_class(scores, labels).round(2)
         array([83.33,   nan])
     """
-    scores = _check_scores(scores)
+    scores = check_scores(scores)
     labels = _check_binary(labels, scores.shape, 'labels')
     if mask is not None:
         mask = _check_binary(mask, scores.shape, 'mask')
-    return _average_precision(scores, labels, mask) * 100
+    return average_precision_kernel(scores, labels, mask) * 100
 
 
 def mean_average_precision(scores: ArrayLike,
@@ -355,12 +432,19 @@ def mean_average_precision(scores: ArrayLike,
         91.67
     """
     ap = average_precision_per_class(scores, labels, mask=mask)
-    return _nanmean(ap)
+    return quiet_nanmean(ap)
 
 
-def _nanmean(values: np.ndarray) -> float:
-    """Mean of the non-NaN values; NaN (without a warning) if there are
-    none."""
+def quiet_nanmean(values: np.ndarray) -> float:
+    """Mean of the non-NaN values; NaN (without ``np.nanmean``'s warning) if
+    there are none, as for the mAP of a group of labels without positives.
+
+    Args:
+        values (np.ndarray): The values (per-label APs).
+
+    Returns:
+        float: Their mean, NaN values left out.
+    """
     valid = values[~np.isnan(values)]
     return float(valid.mean()) if valid.size else float('nan')
 
@@ -409,22 +493,37 @@ def precision_recall_f1_at_k(
         >>> [round(x, 2) for x in precision_recall_f1_at_k(scores, labels, 1)]
         [50.0, 33.33, 40.0]
     """
-    ks, single = _check_k(k)
-    scores = _check_scores(scores)
+    ks, single = check_k(k)
+    scores = check_scores(scores)
     labels = _check_binary(labels, scores.shape, 'labels')
-    results = _precision_recall_f1(scores, labels, ks)
+    results = precision_recall_f1_kernel(scores, labels, ks)
     return results[0] if single else results
 
 
-def _precision_recall_f1(scores: np.ndarray,
-                         labels: np.ndarray,
-                         ks: List[int],
-                         positives: Optional[_Positives] = None
-                         ) -> List[Tuple[float, float, float]]:
-    """(P, R, F1) in percent for every k, on validated inputs."""
+def precision_recall_f1_kernel(scores: np.ndarray,
+                               labels: np.ndarray,
+                               ks: List[int],
+                               positives: Optional[Positives] = None
+                               ) -> List[Tuple[float, float, float]]:
+    """(P, R, F1) in percent for every k, on validated inputs: the kernel of
+    :func:`precision_recall_f1_at_k`, which checks its inputs first.
+
+    Args:
+        scores (np.ndarray): Scores (N, C) from :func:`check_scores`.
+        labels (np.ndarray): Bool ground truth (N, C).
+        ks (list[int]): Values of k from :func:`check_k`; one larger than C
+            is clamped to C.
+        positives (Positives, optional): :func:`find_positives` of
+            ``scores`` and ``labels`` when the caller has them. Defaults to
+            None (found here).
+
+    Returns:
+        list[tuple[float, float, float]]: ``(P, R, F1)`` for each k, in the
+        order of ``ks`` (see :func:`precision_recall_f1_at_k`).
+    """
     n, num_classes = scores.shape
     if positives is None:
-        positives = _find_positives(scores, labels)
+        positives = find_positives(scores, labels)
     ks = [min(v, num_classes) for v in ks]
     hits = _hits_at_k(scores, labels, ks, positives)
     return [_prf(h, n, v, positives.rows.size) for h, v in zip(hits, ks)]

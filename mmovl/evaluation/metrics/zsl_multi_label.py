@@ -10,10 +10,9 @@ from mmpretrain.registry import METRICS
 
 # The kernels behind mmovl.evaluation.functional, called directly so that the
 # (N, C) score matrix is validated once rather than once per metric.
-from ..functional.multi_label import (_average_precision, _check_k,
-                                      _check_scores, _find_positives, _nanmean,
-                                      _Positives, _precision_recall_f1,
-                                      _to_numpy)
+from ..functional import (Positives, average_precision_kernel, check_k,
+                          check_scores, find_positives,
+                          precision_recall_f1_kernel, quiet_nanmean, to_numpy)
 
 #: Default long-tail groups (COCO-LT / VOC-LT, as CPRFL's ``metrics.py``):
 #: head classes have at least HEAD_THR training images, tail classes fewer
@@ -157,7 +156,7 @@ class ZSLMultiLabelMetric(BaseMetric):
             collect_device=collect_device,
             prefix=prefix,
             collect_dir=collect_dir)
-        self.k = tuple(_check_k(k)[0])
+        self.k = tuple(check_k(k)[0])
         self.unseen_classes = (None if unseen_classes is None else
                                tuple(unseen_classes))
         if tail_thr > head_thr:
@@ -312,11 +311,11 @@ class ZSLMultiLabelMetric(BaseMetric):
             dict[str, float]: Metric values in percent, keyed as described
             in the class docstring (without the prefix).
         """
-        ks = tuple(_check_k(k)[0])
+        ks = tuple(check_k(k)[0])
         _check_choice('zsl_protocol', zsl_protocol, ZSL_PROTOCOLS)
         _check_choice('empty_label_ap', empty_label_ap, EMPTY_LABEL_AP)
-        scores = _check_scores(pred)
-        target = _to_numpy(target)
+        scores = check_scores(pred)
+        target = to_numpy(target)
         if target.shape != scores.shape:
             raise ValueError(f'target has shape {target.shape} but pred has '
                              f'shape {scores.shape}.')
@@ -333,7 +332,7 @@ class ZSLMultiLabelMetric(BaseMetric):
                     raise ValueError("zsl_protocol='unseen_vocabulary' needs "
                                      'zsl_pred, the scores of the unseen '
                                      'labels alone.')
-                zsl_pred = _check_scores(zsl_pred)
+                zsl_pred = check_scores(zsl_pred)
                 expected = (scores.shape[0], unseen.size)
                 if zsl_pred.shape != expected:
                     raise ValueError(f'zsl_pred has shape {zsl_pred.shape}, '
@@ -349,13 +348,13 @@ class ZSLMultiLabelMetric(BaseMetric):
 
         # Positives are known by definition, so AP (which masks unknown
         # entries) and P/R/F1 share one list of positive entries.
-        entries = _find_positives(scores, positives)
+        entries = find_positives(scores, positives)
         with ThreadPoolExecutor(1) as background:
             # The GZSL AP is the largest job; the rest overlaps with it.
-            gzsl_ap = background.submit(_average_precision, scores, positives,
-                                        known, entries)
-            gzsl_prf = _precision_recall_f1(scores, positives, list(ks),
-                                            entries)
+            gzsl_ap = background.submit(average_precision_kernel, scores,
+                                        positives, known, entries)
+            gzsl_prf = precision_recall_f1_kernel(scores, positives, list(ks),
+                                                  entries)
             zsl = None
             if unseen is not None and zsl_protocol == \
                     'sliced_unseen_positive':
@@ -375,11 +374,11 @@ class ZSLMultiLabelMetric(BaseMetric):
             results.update(_report('zsl', *zsl, ks))
 
         if class_frequencies is not None:
-            results['lt/mAP'] = _nanmean(ap)
-            results['lt/head_mAP'] = _nanmean(ap[freq >= head_thr])
-            results['lt/medium_mAP'] = _nanmean(ap[(freq >= tail_thr)
-                                                   & (freq < head_thr)])
-            results['lt/tail_mAP'] = _nanmean(ap[freq < tail_thr])
+            results['lt/mAP'] = quiet_nanmean(ap)
+            results['lt/head_mAP'] = quiet_nanmean(ap[freq >= head_thr])
+            results['lt/medium_mAP'] = quiet_nanmean(
+                ap[(freq >= tail_thr) & (freq < head_thr)])
+            results['lt/tail_mAP'] = quiet_nanmean(ap[freq < tail_thr])
         return results
 
 
@@ -394,16 +393,16 @@ def _zsl_all_images(scores: np.ndarray, positives: np.ndarray,
     all images."""
     scores = np.ascontiguousarray(scores)
     positives = np.ascontiguousarray(positives)
-    entries = _find_positives(scores, positives)
+    entries = find_positives(scores, positives)
     if known is not None:
         known = np.ascontiguousarray(known)
-    ap = _average_precision(scores, positives, known, entries)
-    prf = _precision_recall_f1(scores, positives, list(ks), entries)
+    ap = average_precision_kernel(scores, positives, known, entries)
+    prf = precision_recall_f1_kernel(scores, positives, list(ks), entries)
     return ap * 100, prf
 
 
 def _zsl_unseen_positive(scores: np.ndarray, known: Optional[np.ndarray],
-                         entries: _Positives, unseen: np.ndarray,
+                         entries: Positives, unseen: np.ndarray,
                          ks: Sequence[int]):
     """AP (percent) and P/R/F1@k with the unseen labels as the vocabulary,
     over the images that have an unseen positive."""
@@ -423,16 +422,17 @@ def _zsl_unseen_positive(scores: np.ndarray, known: Optional[np.ndarray],
     zsl_pos = np.zeros(zsl_scores.shape, dtype=np.bool_)
     zsl_pos[rows, cols] = True
     zsl_known = None if known is None else known[np.ix_(images, unseen)]
-    zsl_entries = _Positives(rows, cols, entries.scores[keep])
-    ap = _average_precision(zsl_scores, zsl_pos, zsl_known, zsl_entries)
-    prf = _precision_recall_f1(zsl_scores, zsl_pos, list(ks), zsl_entries)
+    zsl_entries = Positives(rows, cols, entries.scores[keep])
+    ap = average_precision_kernel(zsl_scores, zsl_pos, zsl_known, zsl_entries)
+    prf = precision_recall_f1_kernel(zsl_scores, zsl_pos, list(ks),
+                                     zsl_entries)
     return ap * 100, prf
 
 
 def _report(name: str, ap: np.ndarray, prf: list,
             ks: Sequence[int]) -> Dict[str, float]:
     """Name the mAP and P/R/F1@k of one evaluation setting."""
-    results = {f'{name}/mAP': _nanmean(ap)}
+    results = {f'{name}/mAP': quiet_nanmean(ap)}
     for k, (precision, recall, f1) in zip(ks, prf):
         results[f'{name}/P@{k}'] = float(precision)
         results[f'{name}/R@{k}'] = float(recall)
