@@ -69,13 +69,11 @@ def timed(func, repeat=1):
 
 
 def sklearn_ap(scores, labels):
-    from rich.progress import track
     from sklearn.metrics import average_precision_score
+
+    from mmovl.utils.progress import track
     out = np.empty(scores.shape[1])
-    for c in track(
-            range(scores.shape[1]),
-            description='sklearn, per label',
-            transient=True):
+    for c in track(range(scores.shape[1]), desc='sklearn, per label'):
         out[c] = 100 * average_precision_score(labels[:, c], scores[:, c])
     return out
 

@@ -38,7 +38,8 @@ class Progress:
     time another ``1/steps`` of the total is done, and at the end (the last
     step, or :meth:`close` if the total is not reached or not known) one
     summary line, ``desc: 100% (total/total) in 12.8 s``; so at most
-    ``steps`` lines, whatever the total.
+    ``steps`` lines, whatever the total. Nothing is written if no step was
+    done (e.g. the work was already there).
 
     Args:
         total (int, optional): The steps expected; 0 or None if not known
@@ -109,13 +110,16 @@ class Progress:
                         f'({self.count}/{self.total}), {self.elapsed:.1f} s')
 
     def close(self) -> None:
-        """End the bar's line, or write the summary line; once."""
+        """End the bar's line, or write the summary line (if a step was
+        done); once."""
         if self.closed:
             return
         self.closed = True
         if self._bar is not None:
             self.file.write('\n')
             self.file.flush()
+        elif not self.count:
+            return
         elif self.total:
             self._write(f'{self.desc}: {100 * self.count // self.total}% '
                         f'({self.count}/{self.total}) in {self.elapsed:.1f} s')

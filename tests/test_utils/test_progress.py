@@ -62,6 +62,10 @@ def test_stopped_early_or_without_a_total():
     assert list(track(iter('xyz'), desc='b', file=out)) == list('xyz')
     lines = out.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith('b: 3 in ')
+    out = io.StringIO()
+    with Progress(100, 'nothing done', file=out):
+        pass
+    assert out.getvalue() == ''
 
 
 def test_a_terminal_gets_mmengines_bar_ended_by_a_newline():

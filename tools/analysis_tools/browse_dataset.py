@@ -19,10 +19,10 @@ import mmcv
 import numpy as np
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
-from mmengine.utils import ProgressBar
 
 import mmovl  # noqa: F401  (registers mmovl's data sets)
 from mmovl.utils import atomic_write
+from mmovl.utils.progress import Progress
 
 
 def parse_args():
@@ -127,7 +127,7 @@ def main():
 
     det_vis = cls_vis = None
     classes = dataset.metainfo.get('classes')
-    bar = ProgressBar(total)
+    progress = Progress(total, 'samples')
     for i in range(total):
         item = dataset[i]
         sample = item['data_samples']
@@ -155,7 +155,8 @@ def main():
         if args.output_dir:
             atomic_write(osp.join(args.output_dir, name),
                          lambda tmp: mmcv.imwrite(drawn[..., ::-1], tmp))
-        bar.update()
+        progress.update()
+    progress.close()
 
 
 if __name__ == '__main__':

@@ -8,9 +8,8 @@ Idempotent: an identical world already in the folder is kept.
 import argparse
 import time
 
-from mmengine.utils import ProgressBar
-
 from mmovl.datasets.toy_world import ToyWorldConfig, generate_toy_world
+from mmovl.utils.progress import Progress
 
 
 def parse_args():
@@ -39,14 +38,14 @@ def main():
         seed=args.seed)
     total = cfg.num_train + cfg.num_train_lt + cfg.num_val
     start = time.perf_counter()
-    bar = ProgressBar(total)
-    written = generate_toy_world(
-        args.out_dir, cfg, progress=bar.update, force=args.force)
+    with Progress(total, 'toy world images') as progress:
+        written = generate_toy_world(
+            args.out_dir, cfg, progress=progress.update, force=args.force)
     if written:
-        print(f'\nwrote {total} images to {args.out_dir} in '
+        print(f'wrote {total} images to {args.out_dir} in '
               f'{time.perf_counter() - start:.1f} s')
     else:
-        print(f'\n{args.out_dir} already holds this toy world; kept it')
+        print(f'{args.out_dir} already holds this toy world; kept it')
 
 
 if __name__ == '__main__':
