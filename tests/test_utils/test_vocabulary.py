@@ -87,3 +87,22 @@ def test_callers_keep_their_context(tmp_path):
     with pytest.raises(ValueError, match=re.escape(
             "The vocabulary: duplicate names: ['a'] (at positions 0 and 1)")):
         check_vocabulary(['a', 'a'])
+
+
+def test_mkt_converter_keeps_its_error_type(tmp_path):
+    import importlib.util
+    import os.path as osp
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location(
+        'mkt_to_mmovl',
+        osp.join(repo, 'tools', 'model_converters', 'mkt_to_mmovl.py'))
+    conv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conv)
+    seen, unseen = tmp_path / 'Concepts925.txt', tmp_path / 'Concepts81.txt'
+    seen.write_text('boat\nsky\n')
+    unseen.write_text('cat\nsky\n')
+    assert conv.read_names([str(seen)]) == [['boat', 'sky']]
+    with pytest.raises(conv.ConversionError, match=re.escape(
+            "read as one list: duplicate label names: ['sky'] (at positions "
+            '1 and 3).')):
+        conv.read_names([str(seen), str(unseen)])

@@ -72,6 +72,7 @@ from mmpretrain.registry import DATASETS, MODELS
 import mmovl  # noqa: F401  (registers mmovl's models and data sets)
 from mmovl.embeds.label_cache import sha256_file
 from mmovl.utils import atomic_write
+from mmovl.utils.vocabulary import check_unique_names
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join('configs', 'mkt', 'vit-b16_nuswide.py')
@@ -425,11 +426,11 @@ def read_names(paths: Sequence[str]) -> List[List[str]]:
                 f'{path}: expected one label name a line, found an empty '
                 f'line at {names.index("") + 1 if "" in names else 1}.')
         groups.append(names)
-    every = [n for g in groups for n in g]
-    dup = sorted({n for n in every if every.count(n) > 1})
-    if dup:
-        raise ConversionError(
-            f'Label names repeat across {list(paths)}: {_head(dup)}.')
+    try:
+        check_unique_names([n for g in groups for n in g], 'label names',
+                           f'{list(paths)}, read as one list')
+    except ValueError as e:
+        raise ConversionError(f'{e}.') from None
     return groups
 
 
