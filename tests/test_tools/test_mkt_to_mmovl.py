@@ -254,19 +254,38 @@ model = dict(
     return dict(root=root, config=str(config), src=src, state=state,
                 emb=emb, seen=seen, unseen=unseen, clip=clip_path,
                 classes=list(toy['classes']),
+                names_files=[str(root / 'Concepts925.txt'),
+                             str(root / 'Concepts81.txt')],
                 src2=src2, text=text, original_table=original_table,
                 tokenizer=tokenizer, config2=str(config2))
 
 
-def test_converted_scores_equal_their_forward(released, tmp_path):
+@pytest.fixture
+def converted_model():
+    """``load(config, checkpoint, cache_dir)``: the config's MKT with the
+    converted checkpoint's weights (strictly), in eval mode."""
+    from mmengine.config import Config
+
+    def load(config, checkpoint, cache_dir=None):
+        model_cfg = Config.fromfile(config).model
+        model_cfg.teacher.cache_dir = cache_dir
+        model = MKT(**{k: v for k, v in model_cfg.items() if k != 'type'})
+        ckpt = safe_torch_load(checkpoint, map_location='cpu')
+        model.load_state_dict(ckpt['state_dict'], strict=True)
+        return model.eval()
+
+    return load
+
+
+def test_converted_scores_equal_their_forward(released, converted_model,
+                                              tmp_path):
     w = released
     root = w['root']
     dst = str(tmp_path / 'out' / 'mkt_released.pth')
     cache_dir = str(tmp_path / 'released_embeds')
     conv.main([
         w['src'], dst, '--config', w['config'], '--label-emb',
-        str(root / 'label_emb.pt'), '--label-names',
-        str(root / 'Concepts925.txt'), str(root / 'Concepts81.txt'),
+        str(root / 'label_emb.pt'), '--label-names', *w['names_files'],
         '--cache-dir', cache_dir
     ])
     ckpt = safe_torch_load(dst, map_location='cpu')
@@ -275,12 +294,7 @@ def test_converted_scores_equal_their_forward(released, tmp_path):
     # the config's own cache is left alone
     assert not osp.exists(str(root / 'own_cache'))
 
-    from mmengine.config import Config
-    model_cfg = Config.fromfile(w['config']).model
-    model_cfg.teacher.cache_dir = cache_dir
-    model = MKT(**{k: v for k, v in model_cfg.items() if k != 'type'})
-    model.load_state_dict(ckpt['state_dict'], strict=True)
-    model.eval()
+    model = converted_model(w['config'], dst, cache_dir)
 
     images = torch.randn(3, 3, 32, 32, generator=torch.Generator()
                          .manual_seed(3))
@@ -327,20 +341,14 @@ def test_real_vit_b16_layout(tmp_path):
     assert diff < 1e-5, diff
 
 
-def test_stage2_scores_equal_their_forward(released, tmp_path):
+def test_stage2_scores_equal_their_forward(released, converted_model,
+                                           tmp_path):
     w = released
     dst = str(tmp_path / 'released_prompt.pth')
     summary = conv.convert(w['src'], dst, config=w['config2'],
                            prompt_ckpt=w['src2'])
     assert summary['warnings'] == [] and summary['tower_max_diff'] == 0
-    ckpt = safe_torch_load(dst, map_location='cpu')
-
-    from mmengine.config import Config
-    model_cfg = Config.fromfile(w['config2']).model
-    model_cfg.teacher.cache_dir = None
-    model = MKT(**{k: v for k, v in model_cfg.items() if k != 'type'})
-    model.load_state_dict(ckpt['state_dict'], strict=True)
-    model.eval()
+    model = converted_model(w['config2'], dst)
     images = torch.randn(3, 3, 32, 32, generator=torch.Generator()
                          .manual_seed(6))
     for vocab in (w['unseen'], w['seen'] + w['unseen']):
@@ -444,14 +452,14 @@ def test_refuses_pickled_code_without_running_it(released, tmp_path):
         conv.convert(
             released['src'], str(tmp_path / 'out.pth'),
             config=released['config'], label_emb=emb,
-            label_names=[str(released['root'] / 'Concepts925.txt')])
+            label_names=released['names_files'][:1])
     assert not marker.exists()
 
 
 def test_refuses_label_files_that_do_not_match(released, tmp_path):
     w = released
     root = w['root']
-    names = [str(root / 'Concepts925.txt'), str(root / 'Concepts81.txt')]
+    names = w['names_files']
     dst = str(tmp_path / 'out.pth')
     kwargs = dict(config=w['config'], label_emb=str(root / 'label_emb.pt'),
                   cache_dir=str(tmp_path / 'cache'))
