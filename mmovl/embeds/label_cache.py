@@ -7,9 +7,10 @@ temporary file in the cache folder and moved into place with ``os.replace``,
 so a reader never sees a half-written entry, even when several processes fill
 the same cache.
 
-A file that cannot be read, or whose stored key or shape does not match, raises
-:class:`CorruptCacheError` naming the file; what to do about it (recompute,
-abort) is the caller's policy.
+A file that cannot be read, whose stored key or shape does not match, whose
+matrix was changed after it was written (each file records the SHA-256 of its
+matrix) or holds a NaN or infinity raises :class:`CorruptCacheError` naming
+the file; what to do about it (recompute, abort) is the caller's policy.
 """
 import hashlib
 import json
@@ -22,11 +23,13 @@ import torch
 from mmovl.utils.fileio import atomic_write
 
 __all__ = [
-    'CorruptCacheError', 'EmbeddingCache', 'make_cache_key', 'sha256_file'
+    'CorruptCacheError', 'EmbeddingCache', 'make_cache_key', 'sha256_file',
+    'tensor_sha256'
 ]
 
 _TENSOR_NAME = 'embeddings'
-_FORMAT_VERSION = '1'
+# 2: the header records the matrix's SHA-256 (``content_sha256``).
+_FORMAT_VERSION = '2'
 # (realpath, size, mtime_ns) -> hex digest; hashing a CLIP checkpoint takes
 # seconds, so do it once per file and process.
 _DIGESTS: Dict[tuple, str] = {}
@@ -89,6 +92,21 @@ def make_cache_key(**fields: Any) -> str:
     """
     text = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def tensor_sha256(tensor: torch.Tensor) -> str:
+    """SHA-256 of a tensor's dtype, shape and bytes (C order, on the CPU).
+
+    Examples:
+        >>> import torch
+        >>> a = tensor_sha256(torch.eye(2))
+        >>> a == tensor_sha256(torch.eye(2).flip(0))
+        False
+    """
+    t = tensor.detach().cpu().contiguous()
+    digest = hashlib.sha256(f'{t.dtype}{tuple(t.shape)}'.encode())
+    digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b'')
+    return digest.hexdigest()
 
 
 class EmbeddingCache:
@@ -160,6 +178,21 @@ class EmbeddingCache:
             raise CorruptCacheError(
                 f'Embedding cache file {path} holds a tensor of shape '
                 f'{tuple(tensor.shape)}, expected {expected or "2-D"}.')
+        recorded = metadata.get('content_sha256')
+        if recorded is None:
+            raise CorruptCacheError(
+                f'Embedding cache file {path} records no content hash (an '
+                'older cache format); it cannot be checked.')
+        if tensor_sha256(tensor) != recorded:
+            raise CorruptCacheError(
+                f'Embedding cache file {path}: its matrix was changed after '
+                'it was written (content SHA-256 differs from the recorded '
+                'one).')
+        if not torch.isfinite(tensor).all():
+            rows = (~torch.isfinite(tensor)).any(1).nonzero().flatten()
+            raise CorruptCacheError(
+                f'Embedding cache file {path} holds NaN or infinite values '
+                f'(rows {rows[:10].tolist()}).')
         return tensor
 
     def save(self,
@@ -183,9 +216,14 @@ class EmbeddingCache:
         if embeddings.ndim != 2:
             raise ValueError('Expected a 2-D embedding matrix, got shape '
                              f'{tuple(embeddings.shape)}.')
+        if not torch.isfinite(embeddings).all():
+            raise ValueError('Refusing to cache embeddings holding NaN or '
+                             f'infinite values (key {key}).')
+        matrix = embeddings.detach().cpu().contiguous()
         header = dict(metadata or {})
-        header.update(key=key, format_version=_FORMAT_VERSION)
-        tensors = {_TENSOR_NAME: embeddings.detach().cpu().contiguous()}
+        header.update(key=key, format_version=_FORMAT_VERSION,
+                      content_sha256=tensor_sha256(matrix))
+        tensors = {_TENSOR_NAME: matrix}
         return atomic_write(
             self.path(key),
             lambda tmp: save_file(tensors, tmp, metadata=header))

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from mmovl.embeds.label_cache import (CorruptCacheError, EmbeddingCache,
-                                      make_cache_key, sha256_file)
+                                      make_cache_key, sha256_file,
+                                      tensor_sha256)
 
 
 def _temp_files(folder):
@@ -101,3 +102,54 @@ def test_failed_write_leaves_nothing(tmp_path):
             cache.save(key, torch.zeros(2, 2))
     assert torch.equal(cache.load(key), torch.ones(2, 2))
     assert _temp_files(tmp_path) == []
+
+
+def _rewrite_matrix(path, change):
+    """Edit a cache file's matrix in place, keeping its header, as a user
+    (or a bit flip) might."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    with safe_open(path, framework='pt') as f:
+        header = f.metadata()
+        tensor = f.get_tensor('embeddings')
+    save_file({'embeddings': change(tensor).contiguous()}, path,
+              metadata=header)
+
+
+@pytest.mark.parametrize('edit,message', [
+    (lambda t: t.flip(0), 'changed after it was written'),
+    (lambda t: t + 1e-6, 'changed after it was written'),
+])
+def test_edited_rows_are_refused(tmp_path, edit, message):
+    cache = EmbeddingCache(str(tmp_path))
+    key = make_cache_key(names=['cat', 'dog', 'fox'])
+    cache.save(key, torch.randn(3, 4))
+    _rewrite_matrix(cache.path(key), edit)
+    with pytest.raises(CorruptCacheError, match=message) as info:
+        cache.load(key, shape=(3, 4))
+    assert cache.path(key) in str(info.value)
+
+
+def test_non_finite_rows_are_refused_on_save_and_load(tmp_path):
+    cache = EmbeddingCache(str(tmp_path))
+    key = make_cache_key(i=1)
+    bad = torch.ones(3, 2)
+    bad[1, 0] = float('nan')
+    with pytest.raises(ValueError, match='NaN'):
+        cache.save(key, bad)
+    # Written by hand with a matching hash: the load still refuses it.
+    from safetensors.torch import save_file
+    save_file({'embeddings': bad},
+              cache.path(key),
+              metadata=dict(key=key, format_version='2',
+                            content_sha256=tensor_sha256(bad)))
+    with pytest.raises(CorruptCacheError, match=r'NaN.*rows \[1\]'):
+        cache.load(key)
+
+
+def test_tensor_sha256_against_hashlib():
+    t = torch.arange(6, dtype=torch.float32).view(2, 3)
+    expected = hashlib.sha256(b'torch.float32(2, 3)')
+    expected.update(t.numpy().tobytes())
+    assert tensor_sha256(t) == expected.hexdigest()
+    assert tensor_sha256(t.t()) != tensor_sha256(t)  # shape counts

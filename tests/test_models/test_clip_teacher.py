@@ -353,6 +353,30 @@ def test_corrupt_disk_cache_is_recomputed(ckpt, tmp_path):
         assert encoder.call_count == 0
 
 
+def test_edited_cache_rows_are_recomputed_not_served(ckpt, tmp_path):
+    """Rows of a label-cache file reversed in place (its header kept) would
+    swap the names' embeddings: the content hash finds the edit, the teacher
+    warns with the file and encodes the names again."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    cache_dir = str(tmp_path / 'cache')
+    first = _teacher(
+        ckpt['pt'], cache_dir=cache_dir).encode_labels(NAMES, TWO_TEMPLATES)
+    (name, ) = os.listdir(cache_dir)
+    path = os.path.join(cache_dir, name)
+    with safe_open(path, framework='pt') as f:
+        header, rows = f.metadata(), f.get_tensor('embeddings')
+    save_file({'embeddings': rows.flip(0).contiguous()}, path, metadata=header)
+    teacher = _teacher(ckpt['pt'], cache_dir=cache_dir)
+    logger = clip_teacher_module.MMLogger.get_current_instance()
+    with mock.patch.object(logger, 'warning') as warning:
+        embeds = teacher.encode_labels(NAMES, TWO_TEMPLATES)
+    assert path in warning.call_args[0][0]
+    assert 'changed after it was written' in warning.call_args[0][0]
+    torch.testing.assert_close(embeds, first)
+    assert not torch.allclose(embeds, rows.flip(0))
+
+
 def test_progress_bar_for_large_vocabularies(ckpt, capsys):
     teacher = _teacher(ckpt['pt'], batch_size=2, progress_threshold=4)
     teacher.encode_labels(NAMES[:2])  # 2 prompts: quiet
