@@ -8,7 +8,8 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from .utils import check_label_embeds, multi_hot_targets, topk_mean
+from .utils import (TopkThreads, check_label_embeds, multi_hot_targets,
+                    topk_mean)
 
 # (cls_token (B, W), patch_tokens (B, N, W)): a CLIP ViT after ln_post.
 Feats = Tuple[torch.Tensor, torch.Tensor]
@@ -62,6 +63,13 @@ class TwoStreamHead(BaseModule):
             Defaults to True.
         loss (dict): The loss on the scores. Defaults to
             ``dict(type='RankLoss')``.
+        topk_threads (int, optional): Threads over which the local stream's
+            top-k of a large score map is split at inference on a CPU (see
+            :func:`mmovl.models.heads.utils.topk_mean`). The head owns them
+            (:class:`mmovl.models.heads.utils.TopkThreads`, started at the
+            first call that needs them, in :attr:`topk_pool`). None:
+            ``torch.get_num_threads()``, as torch's own ops use; 1: the
+            calling thread only. Defaults to None.
         init_cfg (dict, optional): Defaults to None.
 
     Examples:
@@ -83,6 +91,7 @@ class TwoStreamHead(BaseModule):
                  share_projection: bool = True,
                  normalize_embeds: bool = True,
                  loss: dict = dict(type='RankLoss'),
+                 topk_threads: Optional[int] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if streams not in _STREAMS:
@@ -110,6 +119,7 @@ class TwoStreamHead(BaseModule):
                 self.local_proj = nn.Linear(
                     in_channels, out_channels, bias=False)
         self.loss_module = MODELS.build(loss)
+        self.topk_pool = TopkThreads(topk_threads)
 
     @property
     def _global_proj(self) -> nn.Linear:
@@ -212,7 +222,7 @@ class TwoStreamHead(BaseModule):
             scores.append(e_cls @ label_embeds.t())
         if self.streams in ('both', 'local'):
             sims = e_patch @ label_embeds.t()  # (B, N, C)
-            scores.append(topk_mean(sims, self.topk, dim=1))
+            scores.append(topk_mean(sims, self.topk, 1, self.topk_pool))
         if self.combine == 'normalized_mean':
             scores = [F.normalize(s, dim=-1) for s in scores]
         return sum(scores) / len(scores)

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from mmovl.models.heads.utils import topk_mean
+from mmovl.models.heads.utils import TopkThreads, topk_mean
 
 
 def sorted_mean(x, k, dim):
@@ -66,46 +66,82 @@ def test_invalid_k():
 
 
 @pytest.mark.parametrize('dim', [0, 1, 2])
-def test_parallel_numpy_path_matches_brute_force(dim, monkeypatch):
+def test_parallel_numpy_path_matches_brute_force(dim):
     """Split over threads along the longest other dimension (here made to
-    happen on tiny inputs), the result is the same."""
-    from mmovl.models.heads import utils
-    monkeypatch.setattr(utils, '_PARALLEL_MIN_NUMEL', 0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(3)
-    try:
-        gen = torch.Generator().manual_seed(dim)
+    happen on tiny inputs), the result is the same, with threads kept
+    between calls or started for one."""
+    gen = torch.Generator().manual_seed(dim)
+    with TopkThreads(3, min_numel=0) as threads:
         for shape in [(4, 7, 9), (9, 5, 2), (2, 3, 11)]:
             x = torch.randn(*shape, generator=gen, dtype=torch.float64)
             with torch.no_grad():
-                got = topk_mean(x, 2, dim)
+                got = topk_mean(x, 2, dim, threads)
             torch.testing.assert_close(got, sorted_mean(x, 2, dim))
+    assert threads._executor is None  # closed with the block
+    big = torch.randn(3, 70_000, generator=gen, dtype=torch.float64)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with torch.no_grad():  # no threads given: a pool for this call
+            got = topk_mean(big, 5, 1)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
+    torch.testing.assert_close(got, big.topk(5, dim=1).values.mean(1))
 
 
-def _topk_in_child(queue):
+def test_threads_are_owned_explicitly():
+    """The pool starts at the first call that needs it, is kept, is remade
+    for another thread count and is never copied."""
+    import copy
+    import pickle
+    x = torch.randn(6, 40, dtype=torch.float64)
+    threads = TopkThreads(2, min_numel=0)
+    assert threads._executor is None  # nothing started yet
     with torch.no_grad():
-        queue.put(topk_mean(torch.arange(6.).reshape(2, 3), 2, 1).tolist())
+        topk_mean(x, 3, 1, threads)
+        pool = threads._executor
+        assert pool is not None
+        topk_mean(x, 3, 1, threads)
+        assert threads._executor is pool  # kept between calls
+        threads.num_threads = 3
+        topk_mean(x, 3, 1, threads)
+        assert threads._executor is not pool  # another size, another pool
+        for twin in (copy.deepcopy(threads),
+                     pickle.loads(pickle.dumps(threads))):
+            assert twin._executor is None and twin.num_threads == 3
+            torch.testing.assert_close(
+                topk_mean(x, 3, 1, twin), topk_mean(x, 3, 1, threads))
+            twin.close()
+        # one thread, or an input under min_numel: no pool at all
+        for calm in (TopkThreads(1, min_numel=0), TopkThreads(4)):
+            topk_mean(x, 3, 1, calm)
+            assert calm._executor is None
+    threads.close()
+    assert threads._executor is None
+    with pytest.raises(ValueError, match='num_threads'):
+        TopkThreads(0)
+
+
+def _topk_in_child(threads, queue):
+    with torch.no_grad():
+        queue.put(
+            topk_mean(torch.arange(6.).reshape(2, 3), 2, 1, threads).tolist())
 
 
 @pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs fork')
-def test_parallel_path_works_in_a_forked_child(monkeypatch):
+def test_parallel_path_works_in_a_forked_child():
     """A child forked after the parent used the thread pool has the pool
     object but not its threads; it must make its own instead of hanging."""
-    from mmovl.models.heads import utils
-    monkeypatch.setattr(utils, '_PARALLEL_MIN_NUMEL', 0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    threads = TopkThreads(2, min_numel=0)
     try:
         with torch.no_grad():
             # pieces slow enough that the pool starts both its threads
-            topk_mean(torch.randn(4, 200_000), 2, 1)
+            topk_mean(torch.randn(4, 200_000), 2, 1, threads)
         # and lets them go idle, as they are long before a loader forks
         time.sleep(0.5)
         ctx = multiprocessing.get_context('fork')
         queue = ctx.Queue()
-        child = ctx.Process(target=_topk_in_child, args=(queue, ))
+        child = ctx.Process(target=_topk_in_child, args=(threads, queue))
         child.start()
         try:
             got = queue.get(timeout=60)
@@ -116,4 +152,4 @@ def test_parallel_path_works_in_a_forked_child(monkeypatch):
         # rows [0, 1, 2] and [3, 4, 5]: the mean of the top 2
         assert got == [1.5, 4.5]
     finally:
-        torch.set_num_threads(threads)
+        threads.close()

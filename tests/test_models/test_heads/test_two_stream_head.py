@@ -164,6 +164,32 @@ def test_topk_larger_than_patches():
         brute_force(feats, labels, *projections(head), 16, 'local', 'mean'))
 
 
+def test_topk_threads_are_the_heads_own():
+    """The local stream's top-k threads are a head option, owned by the
+    head: none start before a call needs them, a copy of the model has its
+    own, and the scores do not depend on the thread count."""
+    import copy
+    feats, labels = make_inputs(batch=4, classes=30)
+    one = make_head(streams='local', topk_threads=1)
+    assert one.topk_pool.num_threads == 1
+    assert make_head().topk_pool.num_threads is None  # torch's thread count
+    two = make_head(streams='local', topk_threads=2)
+    two.topk_pool.min_numel = 0  # split even this small score map
+    with torch.no_grad():
+        expected = one(feats, labels)
+        torch.testing.assert_close(two(feats, labels), expected)
+        assert one.topk_pool._executor is None
+        assert two.topk_pool._executor is not None
+        twin = copy.deepcopy(two)
+        assert twin.topk_pool is not two.topk_pool
+        assert twin.topk_pool._executor is None
+        torch.testing.assert_close(twin(feats, labels), expected)
+    two.topk_pool.close()
+    twin.topk_pool.close()
+    with pytest.raises(ValueError, match='num_threads'):
+        make_head(topk_threads=0)
+
+
 def test_vocabulary_switch():
     feats, labels = make_inputs(classes=7)
     head = make_head()
