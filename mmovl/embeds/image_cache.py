@@ -2,7 +2,7 @@
 """Encode a data set's images with a CLIP teacher, and cache the result."""
 import json
 import os.path as osp
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
+from mmovl.embeds.label_cache import tensor_sha256
 from mmovl.utils.fileio import atomic_write
 
 
@@ -59,32 +60,72 @@ def encode_dataset_images(teacher,
     return torch.cat(out)
 
 
+def teacher_provenance(teacher) -> Dict[str, str]:
+    """What made a cache of ``teacher``'s image embeddings, as strings: the
+    model, its weights (:attr:`CLIPTeacher.weights_id`) and how images were
+    brought to it (size, interpolation, mean, std, from mmcv's BGR)."""
+    return dict(
+        model_name=str(teacher.model_name),
+        weights=str(teacher.weights_id),
+        image_size=json.dumps(list(teacher.image_size or [])),
+        mean=json.dumps([float(m) for m in teacher.mean]),
+        std=json.dumps([float(s) for s in teacher.std]),
+        transform='bgr->rgb, bicubic resize to image_size, (x-mean)/std')
+
+
 def save_teacher_embeds(path: str, keys: Sequence[str],
                         embeds: torch.Tensor, **info) -> None:
     """Write embeddings keyed by image path to a .safetensors file,
     atomically (a crash leaves the old file or none, never half a file).
 
+    The file's header holds the keys, ``info`` (give it
+    :func:`teacher_provenance` so that readers can check the teacher) and
+    the SHA-256 of the matrix (``content_sha256``).
+
     Args:
         path (str): Output file.
         keys (Sequence[str]): One key per row (image paths relative to the
             data root).
-        embeds (torch.Tensor): (N, D) embeddings.
+        embeds (torch.Tensor): (N, D) finite embeddings.
         **info: Strings stored in the file's metadata (e.g. the teacher).
     """
     if len(keys) != len(embeds) or len(set(keys)) != len(keys):
         raise ValueError('keys must be unique, one per embedding row')
+    if not torch.isfinite(embeds).all():
+        bad = (~torch.isfinite(embeds)).any(1).nonzero().flatten()
+        raise ValueError(f'Refusing to write {path}: rows '
+                         f'{[keys[i] for i in bad[:5].tolist()]} hold NaN '
+                         'or infinite values.')
+    matrix = embeds.detach().cpu().contiguous().float()
     meta = {'keys': json.dumps(list(keys))}
     meta.update({k: str(v) for k, v in info.items()})
+    meta['content_sha256'] = tensor_sha256(matrix)
     atomic_write(
-        path, lambda tmp: save_file({'embeds': embeds.contiguous().float()},
-                                    tmp, metadata=meta))
+        path, lambda tmp: save_file({'embeds': matrix}, tmp, metadata=meta))
 
 
-def load_teacher_embeds(path: str) -> Tuple[Dict[str, int], torch.Tensor]:
-    """Read a file of :func:`save_teacher_embeds`.
+def load_teacher_embeds(
+        path: str,
+        expect: Optional[Dict[str, str]] = None
+) -> Tuple[Dict[str, int], torch.Tensor]:
+    """Read a file of :func:`save_teacher_embeds`, checking it.
+
+    The matrix must be finite and equal to what was written (its recorded
+    SHA-256); with ``expect`` (e.g. :func:`teacher_provenance` of the
+    teacher this run would use), every expected field must be recorded in
+    the file with the same value.
+
+    Args:
+        path (str): The cache file.
+        expect (dict[str, str], optional): Fields the file's header must
+            hold. Defaults to None.
 
     Returns:
         tuple: ``{key: row}`` and the (N, D) embeddings.
+
+    Raises:
+        ValueError: Naming the file, and for a provenance mismatch the
+            recorded and the expected value.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'Teacher embedding cache not found: {path}')
@@ -100,4 +141,21 @@ def load_teacher_embeds(path: str) -> Tuple[Dict[str, int], torch.Tensor]:
             f'written by mmovl ({type(e).__name__}: {e})') from e
     if len(keys) != len(embeds):
         raise ValueError(f'{path}: {len(keys)} keys for {len(embeds)} rows')
+    recorded = meta.get('content_sha256')
+    if recorded is not None and recorded != tensor_sha256(embeds):
+        raise ValueError(f'Teacher embedding cache {path}: its matrix was '
+                         'changed after it was written (content SHA-256 '
+                         'differs from the recorded one); rebuild it.')
+    if not torch.isfinite(embeds).all():
+        bad = (~torch.isfinite(embeds)).any(1).nonzero().flatten()
+        raise ValueError(
+            f'Teacher embedding cache {path} holds NaN or infinite values '
+            f'(for {[keys[i] for i in bad[:5].tolist()]}); rebuild it.')
+    for field, value in (expect or {}).items():
+        if meta.get(field) != value:
+            raise ValueError(
+                f'Teacher embedding cache {path} was made with {field} = '
+                f'{meta.get(field)!r}, but this run\'s teacher has {field} = '
+                f'{value!r}: rebuild it with tools/misc/'
+                'cache_teacher_embeds.py for this teacher.')
     return {k: i for i, k in enumerate(keys)}, embeds

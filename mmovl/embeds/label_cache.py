@@ -24,7 +24,7 @@ from mmovl.utils.fileio import atomic_write
 
 __all__ = [
     'CorruptCacheError', 'EmbeddingCache', 'make_cache_key', 'sha256_file',
-    'tensor_sha256'
+    'tensor_sha256', 'weights_id'
 ]
 
 _TENSOR_NAME = 'embeddings'
@@ -68,6 +68,23 @@ def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
                 digest.update(chunk)
         _DIGESTS[memo_key] = digest.hexdigest()
     return _DIGESTS[memo_key]
+
+
+def weights_id(checkpoint: Optional[str] = None,
+               pretrained: Optional[str] = None) -> str:
+    """What identifies a CLIP's weights in caches and stores:
+    ``'open_clip:<tag>'`` for an open_clip pretrained tag, else
+    ``'sha256:<hex>'`` of the checkpoint file's content (memoised).
+
+    Examples:
+        >>> weights_id(pretrained='openai')
+        'open_clip:openai'
+    """
+    if pretrained is not None:
+        return f'open_clip:{pretrained}'
+    if checkpoint is None:
+        raise ValueError('weights_id needs a checkpoint or a pretrained tag')
+    return f'sha256:{sha256_file(osp.expanduser(str(checkpoint)))}'
 
 
 def make_cache_key(**fields: Any) -> str:

@@ -6,12 +6,13 @@ import glob
 import json
 import os.path as osp
 
+import pytest
 import torch
 
 import mmovl  # noqa: F401
 from mmovl.datasets import CocoMultiLabelDataset
 from mmovl.datasets.transforms import LoadTeacherEmbedding
-from mmovl.embeds import load_teacher_embeds
+from mmovl.embeds import load_teacher_embeds, save_teacher_embeds
 from mmovl.models import CLIPTeacher
 from mmovl.utils import safe_torch_load
 
@@ -54,10 +55,12 @@ def test_teacher_embedding_cache_tool(tmp_path, tiny_world, run_python,
                                       random_toy_teacher):
     teacher_path = random_toy_teacher
     out = str(tmp_path / 'embeds.safetensors')
-    run_python(['tools/misc/cache_teacher_embeds.py', '--checkpoint', teacher_path,
-          '--data-root', tiny_world, '--ann-file',
-          'annotations/instances_val.json', '--img-prefix', 'val', '--out',
-          out, '--num-workers', '0'])
+    run_python([
+        'tools/misc/cache_teacher_embeds.py', '--checkpoint', teacher_path,
+        '--data-root', tiny_world, '--ann-file',
+        'annotations/instances_val.json', '--img-prefix', 'val', '--out',
+        out, '--num-workers', '0'
+    ])
     index, embeds = load_teacher_embeds(out)
     ds = CocoMultiLabelDataset(
         data_root=tiny_world, ann_file='annotations/instances_val.json',
@@ -65,7 +68,9 @@ def test_teacher_embedding_cache_tool(tmp_path, tiny_world, run_python,
     assert len(index) == len(ds)
     # the transform serves what the teacher computes online, raw features
     teacher = CLIPTeacher('mmovl-toy-vit', checkpoint=teacher_path)
-    load = LoadTeacherEmbedding(out, data_root=tiny_world)
+    load = LoadTeacherEmbedding(
+        out, data_root=tiny_world,
+        teacher=dict(model_name='mmovl-toy-vit', checkpoint=teacher_path))
     from mmcv.transforms import LoadImageFromFile
     for i in (0, len(ds) - 1):
         info = LoadImageFromFile()(dict(img_path=ds.get_data_info(i)
@@ -77,6 +82,59 @@ def test_teacher_embedding_cache_tool(tmp_path, tiny_world, run_python,
         online = teacher.encode_image((img - mean) / std, normalize=False)[0]
         cached = load(dict(img_path=info['img_path']))['teacher_embed']
         torch.testing.assert_close(cached, online, rtol=1e-4, atol=1e-5)
+
+
+def test_teacher_embedding_cache_is_checked(tmp_path, tiny_world, run_python,
+                                            random_toy_teacher):
+    """A cache made by another CLIP, edited after it was written, or holding
+    NaN is refused when first read, naming the file (and both teachers)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    out = str(tmp_path / 'embeds.safetensors')
+    run_python(['tools/misc/cache_teacher_embeds.py', '--checkpoint',
+                random_toy_teacher, '--data-root', tiny_world, '--ann-file',
+                'annotations/instances_val.json', '--img-prefix', 'val',
+                '--out', out, '--num-workers', '0'])
+    ds = CocoMultiLabelDataset(
+        data_root=tiny_world, ann_file='annotations/instances_val.json',
+        data_prefix='val')
+    sample = dict(img_path=ds.get_data_info(0)['img_path'])
+    # Another teacher: same architecture, one weight changed.
+    other = str(tmp_path / 'other.safetensors')
+    from safetensors.torch import load_file
+    state = load_file(random_toy_teacher)
+    name = sorted(state)[0]
+    state[name] = state[name] + 1
+    save_file(state, other)
+    load = LoadTeacherEmbedding(
+        out, data_root=tiny_world,
+        teacher=dict(model_name='mmovl-toy-vit', checkpoint=other))
+    with pytest.raises(ValueError, match=r'made with weights = .*sha256:'
+                       r'.*this run\'s teacher has weights') as info:
+        load(dict(sample))
+    assert out in str(info.value)
+    # Without a teacher: served, with a warning that nothing was compared.
+    with pytest.warns(UserWarning, match='not checked against'):
+        LoadTeacherEmbedding(out, data_root=tiny_world)(dict(sample))
+
+    with safe_open(out, framework='pt') as f:
+        header, rows = f.metadata(), f.get_tensor('embeds')
+    teacher = dict(model_name='mmovl-toy-vit', checkpoint=random_toy_teacher)
+    edited = str(tmp_path / 'edited.safetensors')
+    save_file({'embeds': rows.flip(0).contiguous()}, edited, metadata=header)
+    with pytest.raises(ValueError, match=f'{edited}: its matrix was changed'):
+        LoadTeacherEmbedding(edited, tiny_world, teacher)(dict(sample))
+    nan = rows.clone()
+    nan[0, 0] = float('nan')
+    with pytest.raises(ValueError, match='NaN'):
+        save_teacher_embeds(str(tmp_path / 'x.safetensors'),
+                            [str(i) for i in range(len(nan))], nan)
+    header = dict(header)
+    header.pop('content_sha256')  # as an older or hand-made file
+    poisoned = str(tmp_path / 'nan.safetensors')
+    save_file({'embeds': nan}, poisoned, metadata=header)
+    with pytest.raises(ValueError, match=f'{poisoned} holds NaN'):
+        LoadTeacherEmbedding(poisoned, tiny_world, teacher)(dict(sample))
 
 
 def test_stage1_then_prompt_tuning(tmp_path, tiny_world, run_python,

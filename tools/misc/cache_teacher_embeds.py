@@ -3,17 +3,21 @@
 
     python tools/misc/cache_teacher_embeds.py \
         --model-name mmovl-toy-vit --checkpoint toy_clip.safetensors \
-        --data-root data/toy_world --ann-file annotations/instances_train.json \
-        --img-prefix train --out data/toy_world/teacher_embeds_train.safetensors
+        --data-root data/toy_world \
+        --ann-file annotations/instances_train.json --img-prefix train \
+        --out data/toy_world/teacher_embeds_train.safetensors
 
 Training then reads them with the ``LoadTeacherEmbedding`` transform instead
-of running the teacher every step. The file is written atomically.
+of running the teacher every step. The file is written atomically; its
+header records the teacher (model, weights hash, input size, statistics)
+and the matrix's hash, which ``LoadTeacherEmbedding(teacher=...)`` checks.
 """
 import argparse
 import os.path as osp
 
 from mmovl.datasets import CocoMultiLabelDataset
 from mmovl.embeds import encode_dataset_images, save_teacher_embeds
+from mmovl.embeds.image_cache import teacher_provenance
 from mmovl.models import CLIPTeacher
 
 
@@ -42,8 +46,12 @@ def main():
             osp.relpath(dataset.get_data_info(i)['img_path'], args.data_root))
         for i in range(len(dataset))
     ]
-    save_teacher_embeds(args.out, keys, embeds, model_name=args.model_name,
-                        checkpoint=args.checkpoint, normalized='false')
+    # The teacher's weights hash, size and statistics go into the header:
+    # LoadTeacherEmbedding(teacher=...) refuses a cache of another teacher.
+    save_teacher_embeds(args.out, keys, embeds,
+                        checkpoint=args.checkpoint, normalized='false',
+                        ann_file=args.ann_file,
+                        **teacher_provenance(teacher))
     print(f'\nwrote {len(keys)} embeddings ({embeds.shape[1]}-d) to '
           f'{args.out}')
 
