@@ -18,6 +18,7 @@ import argparse
 import os.path as osp
 
 from mmovl.apis.inferencers import OpenVocabDetInferencer, list_images
+from mmovl.utils import enable_safe_checkpoint_loading
 
 
 def parse_args():
@@ -58,6 +59,9 @@ def parse_args():
 
 
 def main():
+    # Any checkpoint mmengine loads: weights_only=True plus its own types
+    # (the inferencer reads its weights that way itself).
+    enable_safe_checkpoint_loading()
     args = parse_args()
     images = list_images(args.inputs)  # folders: their images, by name
     if args.labels is not None:
@@ -80,7 +84,7 @@ def main():
     print()  # rich's progress bar leaves no line end when piped
     for image, pred in zip(images, results['predictions']):
         kept = [(n, s, b) for n, s, b in zip(pred['names'], pred['scores'],
-                                            pred['bboxes'])
+                                             pred['bboxes'])
                 if s >= args.score_thr]
         print(f'{image}: {len(kept)} detections')
         for name, score, box in kept:

@@ -14,6 +14,7 @@ import argparse
 import os.path as osp
 
 from mmovl.apis.inferencers import OpenVocabClsInferencer, list_images
+from mmovl.utils import enable_safe_checkpoint_loading
 
 
 def parse_args():
@@ -46,6 +47,9 @@ def parse_args():
 
 
 def main():
+    # Any checkpoint mmengine loads: weights_only=True plus its own types
+    # (the inferencer reads its weights that way itself).
+    enable_safe_checkpoint_loading()
     args = parse_args()
     images = list_images(args.inputs)  # folders: their images, by name
     if args.labels is not None:

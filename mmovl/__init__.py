@@ -4,7 +4,10 @@
 Importing the package registers every mmovl component into the host
 frameworks' registries (classification parts into mmpretrain's, detection
 parts into mmdet's), so ``custom_imports=dict(imports=['mmovl'])`` is all a
-config needs.
+config needs. Besides registering (components, and mmovl's open_clip
+architectures such as ``'mmovl-toy-vit'``), importing it changes nothing:
+mmengine's checkpoint loading (see :mod:`mmovl.utils.safe_checkpoint_loading`
+to opt in), lvis and the logging set-up are left as they are.
 """
 import mmcv
 import mmengine
@@ -40,7 +43,7 @@ _check_version('mmdet', mmdet.__version__, '3.3.0', '3.4.0')
 _check_version('mmpretrain', mmpretrain.__version__, '1.2.0', '1.3.0')
 
 # Register the components (import order matters only for readability).
-from . import utils  # noqa: E402,F401  (safe checkpoint loading)
+from . import utils  # noqa: E402,F401
 from . import apis  # noqa: E402,F401
 from . import datasets  # noqa: E402,F401
 from . import engine  # noqa: E402,F401

@@ -9,8 +9,8 @@ from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import mmovl  # noqa: F401  (registers mmovl's components)
-from mmovl.utils import (setup_cpu_distributed, teardown_distributed,
-                         write_test_json_on_main_only)
+from mmovl.utils import (enable_safe_checkpoint_loading, setup_cpu_distributed,
+                         teardown_distributed, write_test_json_on_main_only)
 
 
 def parse_args():
@@ -40,6 +40,8 @@ def parse_args():
 
 
 def main():
+    # resume / load_from: weights_only=True plus mmengine's own types.
+    enable_safe_checkpoint_loading()
     args = parse_args()
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher

@@ -15,7 +15,8 @@ from mmengine.runner import Runner
 
 import mmovl  # noqa: F401  (registers mmovl's components)
 from mmovl.engine import CPUAmpOptimWrapper
-from mmovl.utils import setup_cpu_distributed, teardown_distributed
+from mmovl.utils import (enable_safe_checkpoint_loading, setup_cpu_distributed,
+                         teardown_distributed)
 
 
 def parse_args():
@@ -217,6 +218,8 @@ def amp_on_this_machine(cfg: Config,
 
 
 def main():
+    # resume / load_from: weights_only=True plus mmengine's own types.
+    enable_safe_checkpoint_loading()
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     setup_cpu_distributed(cfg, args.launcher)

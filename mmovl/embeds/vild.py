@@ -205,8 +205,13 @@ def build_proposal_model(config: Union[str, Config],
                                  f'{checkpoint}: {e}') from e
         else:
             from mmengine.runner import load_checkpoint
-            load_checkpoint(model, checkpoint, map_location='cpu',
-                            strict=True)
+
+            from mmovl.utils.checkpoint import scoped_safe_checkpoint_loading
+
+            # mmengine's checkpoint (with its message hub), weights-only.
+            with scoped_safe_checkpoint_loading():
+                load_checkpoint(model, checkpoint, map_location='cpu',
+                                strict=True)
         weights = f'sha256:{sha256_file(checkpoint)}'
     model.cfg = cfg
     model.proposal_settings = dict(

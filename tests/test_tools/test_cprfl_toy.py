@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from sklearn.metrics import average_precision_score
 
 import mmovl  # noqa: F401
-from mmovl.utils import safe_torch_load
+from mmovl.utils import safe_torch_load, scoped_safe_checkpoint_loading
 
 
 CONFIG = '''
@@ -65,7 +65,8 @@ def test_cprfl_train_then_test(tmp_path, tiny_world, run_python,
     cfg.work_dir = str(tmp_path / 'inproc')
     cfg.load_from = ckpt
     runner = Runner.from_cfg(cfg)
-    runner.load_checkpoint(ckpt)
+    with scoped_safe_checkpoint_loading():  # as tools/test.py loads it
+        runner.load_checkpoint(ckpt)
     model = runner.model.eval()
     loader = runner.test_dataloader
     model.set_vocabulary(loader.dataset.metainfo['classes'])

@@ -1,14 +1,28 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 import os.path as osp
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 from mmengine.logging.history_buffer import HistoryBuffer
-from mmengine.runner.checkpoint import _load_checkpoint
+from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
 
-import mmovl  # noqa: F401  (installs the safe loader)
-from mmovl.utils import safe_torch_load
+from mmovl.utils import (check_state_dict_fits,
+                         safe_checkpoint_loading_enabled, safe_torch_load,
+                         scoped_safe_checkpoint_loading, state_dict_mismatches)
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+@pytest.fixture
+def safe_loading():
+    """mmengine's CheckpointLoader with mmovl's loader, as mmovl's tools
+    switch it on; mmengine's own is back afterwards."""
+    with scoped_safe_checkpoint_loading():
+        yield
 
 
 def _mmengine_like_checkpoint():
@@ -26,7 +40,7 @@ def _mmengine_like_checkpoint():
     }
 
 
-def test_loads_what_mmengine_writes(tmp_path):
+def test_loads_what_mmengine_writes(tmp_path, safe_loading):
     path = str(tmp_path / 'ckpt.pth')
     torch.save(_mmengine_like_checkpoint(), path)
     # through mmengine's own entry point, as Runner.resume uses it
@@ -47,7 +61,7 @@ class _Evil:
         return (open, (self.marker, 'w'))
 
 
-def test_refuses_arbitrary_code(tmp_path):
+def test_refuses_arbitrary_code(tmp_path, safe_loading):
     marker = str(tmp_path / 'pwned')
     _Evil.marker = marker
     path = str(tmp_path / 'evil.pth')
@@ -71,7 +85,7 @@ def test_corrupt_file_named(tmp_path, damage):
         safe_torch_load(str(path))
 
 
-def test_missing_file_named(tmp_path):
+def test_missing_file_named(tmp_path, safe_loading):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         _load_checkpoint(str(tmp_path / 'nope.pth'))
 
@@ -100,3 +114,119 @@ def test_getattr_is_restricted_to_history_buffers(tmp_path):
     torch.save({'x': _GetattrAttack()}, path)
     with pytest.raises(RuntimeError, match='getattr.pth'):
         safe_torch_load(path)
+
+
+def test_scoped_switch_restores_the_previous_loader(tmp_path):
+    def other_loader(filename, map_location=None):
+        return {'other': True}
+
+    before = CheckpointLoader._schemes['']
+    assert not safe_checkpoint_loading_enabled()
+    CheckpointLoader.register_scheme('', other_loader, force=True)
+    try:
+        with scoped_safe_checkpoint_loading():
+            assert safe_checkpoint_loading_enabled()
+            with scoped_safe_checkpoint_loading():  # nested: still on
+                assert safe_checkpoint_loading_enabled()
+            assert safe_checkpoint_loading_enabled()
+        assert CheckpointLoader._schemes[''] is other_loader
+        with pytest.raises(KeyError):
+            with scoped_safe_checkpoint_loading():
+                raise KeyError('boom')
+        assert CheckpointLoader._schemes[''] is other_loader
+    finally:
+        CheckpointLoader.register_scheme('', before, force=True)
+
+
+OPT_IN = """
+import sys
+import torch
+from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
+                                        load_from_local)
+import mmovl
+assert CheckpointLoader._schemes[''] is load_from_local
+# mmengine alone: torch's weights_only=True refuses its own HistoryBuffer
+try:
+    _load_checkpoint(sys.argv[1])
+except Exception as e:
+    assert 'HistoryBuffer' in str(e), e
+else:
+    raise AssertionError('mmengine loaded a HistoryBuffer on its own')
+import mmovl.utils.safe_checkpoint_loading
+from mmovl.utils import safe_checkpoint_loading_enabled
+assert safe_checkpoint_loading_enabled()
+ckpt = _load_checkpoint(sys.argv[1])
+assert abs(ckpt['message_hub']['log_scalars']['train/loss'].mean() -
+           0.875 / 3) < 1e-12
+try:
+    _load_checkpoint(sys.argv[2])
+except RuntimeError as e:
+    assert 'Refused to load' in str(e), e
+else:
+    raise AssertionError('pickled code was loaded')
+print('ok')
+"""
+
+
+def test_opt_in_module_switches_safe_loading_on(tmp_path):
+    """``custom_imports=dict(imports=['mmovl.utils.safe_checkpoint_loading'])``
+    (an import of the module) is what switches it on in another project;
+    ``import mmovl`` alone does not."""
+    good, evil = str(tmp_path / 'good.pth'), str(tmp_path / 'evil.pth')
+    torch.save(_mmengine_like_checkpoint(), good)
+    _Evil.marker = str(tmp_path / 'pwned')
+    torch.save({'state_dict': {}, 'payload': _Evil()}, evil)
+    proc = subprocess.run(
+        [sys.executable, '-c', OPT_IN, good, evil], cwd=REPO,
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith('ok')
+    assert not osp.exists(_Evil.marker)
+
+
+def test_custom_imports_opt_in_through_a_config(tmp_path):
+    """The documented config route: mmengine imports the module while
+    reading the config."""
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text("custom_imports = dict(imports=['mmovl', "
+                   "'mmovl.utils.safe_checkpoint_loading'], "
+                   "allow_failed_imports=False)\n")
+    code = ('import sys\n'
+            'from mmengine.config import Config\n'
+            'from mmovl.utils import safe_checkpoint_loading_enabled\n'
+            'assert not safe_checkpoint_loading_enabled()\n'
+            'Config.fromfile(sys.argv[1])\n'
+            'assert safe_checkpoint_loading_enabled()\n')
+    proc = subprocess.run([sys.executable, '-c', code, str(cfg)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_state_dict_fit_check():
+    model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    state = model.state_dict()
+    check_state_dict_fits(model, state, 'fits')  # no error
+    assert state_dict_mismatches(model, state) == []
+    bad = dict(state)
+    del bad['1.bias']
+    bad['2.weight'] = torch.zeros(1)
+    bad['0.weight'] = torch.zeros(4, 2)
+    bad.update({f'extra.{i}': torch.zeros(1) for i in range(7)})
+    with pytest.raises(ValueError) as info:
+        check_state_dict_fits(model, bad, 'x.pth does not fit the model',
+                              hint='Wrong config?')
+    assert str(info.value) == (
+        'x.pth does not fit the model: missing keys: 1.bias; unexpected '
+        'keys: 2.weight, extra.0, extra.1, extra.2, extra.3 and 3 more; '
+        'shape mismatch: 0.weight (4, 2) (expected (3, 2)). Wrong config?')
+    # shapes instead of a model, ignored prefixes, another exception type
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    assert state_dict_mismatches(
+        shapes, dict(state, **{'aux.w': torch.ones(1)}),
+        ignore=('aux.', )) == []
+
+    class MyError(ValueError):
+        pass
+
+    with pytest.raises(MyError, match='missing keys: 1.bias'):
+        check_state_dict_fits(shapes, bad, 'x', error=MyError)
