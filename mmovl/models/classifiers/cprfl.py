@@ -8,8 +8,7 @@ from mmpretrain.structures import DataSample
 
 from ..prompts import TextTower, encode_text_embeds, get_text_tower
 from ..teachers.templates import resolve_templates
-from .utils import (VocabularyHeadClassifier, build_cls_data_preprocessor,
-                    check_vocabulary)
+from .utils import VocabularyHeadClassifier, build_cls_data_preprocessor
 
 
 class CLIPTextEncoder(nn.Module):
@@ -159,16 +158,6 @@ class CPRFL(VocabularyHeadClassifier):
         return feats.float().view(len(names), len(self.templates),
                                   -1).mean(dim=1)
 
-    def set_zsl_vocabulary(self, names: Optional[Sequence[str]]) -> None:
-        """Also score these label names alone at prediction time, into each
-        sample's ``zsl_score`` (the unseen labels for ZSL, as
-        ``ZSLMultiLabelMetric(zsl_protocol='unseen_vocabulary')`` reads
-        them; the prompts attend to each other, so this is not a slice of
-        the full vocabulary's scores); None stops it."""
-        self.zsl_vocabulary = None if names is None else \
-            check_vocabulary(names)
-        self._zsl_embeds = None
-
     def _eval_embeds(self, names: Sequence[str], cached) -> tuple:
         """Embeddings of ``names`` in eval mode: ``cached`` (embeddings,
         weights key) is reused while the tower's weights stay the same."""
@@ -231,17 +220,7 @@ class CPRFL(VocabularyHeadClassifier):
         return self.head.loss(
             self.extract_feat(inputs), self.label_embeds(), data_samples)
 
-    def predict(self,
-                inputs: torch.Tensor,
-                data_samples: Optional[List[DataSample]] = None
-                ) -> List[DataSample]:
-        """Scores of the current vocabulary as ``pred_score`` and, with a
-        ZSL vocabulary set, the scores of that vocabulary alone as
-        ``zsl_score``."""
-        feats = self.extract_feat(inputs)
-        samples = self.head.predict(feats, self.label_embeds(), data_samples)
-        if self.zsl_vocabulary is not None:
-            zsl = self.head(feats, self.zsl_label_embeds()).detach().sigmoid()
-            for sample, score in zip(samples, zsl):
-                sample.set_field(score, 'zsl_score', dtype=torch.Tensor)
-        return samples
+    def zsl_activation(self, scores: torch.Tensor) -> torch.Tensor:
+        """The head's logits as probabilities, as its ``predict`` gives
+        ``pred_score``."""
+        return scores.sigmoid()

@@ -178,21 +178,12 @@ class MKT(VocabularyHeadClassifier):
                 'labels, so one label always scores 1, 0 or -1. Give at '
                 'least two labels.')
 
-    def set_vocabulary(self, names: Sequence[str]) -> None:
-        """Score these label names from now on (at least two: the scores
-        are normalised across them)."""
-        names = list(names)
-        self._check_rankable(names, 'vocabulary')
-        super().set_vocabulary(names)
-
-    def set_zsl_vocabulary(self, names: Optional[Sequence[str]]) -> None:
-        """Also score these label names alone at prediction time, into each
-        sample's ``zsl_score`` (the unseen labels for ZSL); None stops it.
-        """
-        if names is not None:
-            names = check_vocabulary(names)
-            self._check_rankable(names, 'ZSL vocabulary')
-        self.zsl_vocabulary = names
+    def _check_names(self, names: Sequence[str], what: str) -> List[str]:
+        """A vocabulary, or ZSL vocabulary, of at least two names: the
+        scores are normalised across them."""
+        names = check_vocabulary(names)
+        self._check_rankable(names, what)
+        return names
 
     def label_embeds(self) -> torch.Tensor:
         """(C, D) embeddings of the current vocabulary (L2-normalised, unless
@@ -293,18 +284,3 @@ class MKT(VocabularyHeadClassifier):
                 distill = e_cls.sum() * 0
             losses['loss_distill'] = self.distill_weight * distill
         return losses
-
-    def predict(self,
-                inputs: torch.Tensor,
-                data_samples: Optional[List[DataSample]] = None
-                ) -> List[DataSample]:
-        """Scores of the current vocabulary as ``pred_score`` and, with a
-        ZSL vocabulary set, the scores of that vocabulary alone as
-        ``zsl_score``."""
-        feats = self.extract_feat(inputs)
-        samples = self.head.predict(feats, self.label_embeds(), data_samples)
-        if self.zsl_vocabulary is not None:
-            zsl = self.head(feats, self.zsl_label_embeds()).detach()
-            for sample, score in zip(samples, zsl):
-                sample.set_field(score, 'zsl_score', dtype=torch.Tensor)
-        return samples

@@ -56,12 +56,43 @@ class VocabularyHeadClassifier(BaseModel):
     ``head.predict(...)`` take the label embeddings of the current
     vocabulary. Subclasses define ``extract_feat``, ``label_embeds`` (which
     may cache per vocabulary in ``self._label_embeds``) and ``loss``.
+
+    Zero-shot evaluation (the unseen labels scored as a vocabulary of their
+    own): :meth:`set_zsl_vocabulary` (``VocabularyHook`` calls it with the
+    evaluation set's ``unseen_classes``) makes :meth:`predict` score that
+    vocabulary too, alone, into each sample's ``zsl_score``, which
+    ``ZSLMultiLabelMetric(zsl_protocol='unseen_vocabulary')`` reads.
+    Subclasses define ``zsl_label_embeds`` (which may cache in
+    ``self._zsl_embeds``), and may override :meth:`_check_names` (what a
+    vocabulary must be) and :meth:`zsl_activation` (the head's raw scores
+    to ``zsl_score``, as its ``predict`` does for ``pred_score``).
     """
+
+    zsl_vocabulary: Optional[List[str]] = None
+
+    def _check_names(self, names: Sequence[str], what: str) -> List[str]:
+        """``names`` as a list, checked for use as the ``what``
+        (``'vocabulary'`` or ``'ZSL vocabulary'``) of this model."""
+        return check_vocabulary(names)
 
     def set_vocabulary(self, names: Sequence[str]) -> None:
         """Score these label names from now on."""
-        self.vocabulary = check_vocabulary(names)
+        self.vocabulary = self._check_names(names, 'vocabulary')
         self._label_embeds = None
+
+    def set_zsl_vocabulary(self, names: Optional[Sequence[str]]) -> None:
+        """Also score these label names alone at prediction time, into each
+        sample's ``zsl_score`` (the unseen labels for ZSL); None stops it.
+        Not a slice of the full vocabulary's scores: the head normalises
+        across, or attends over, the labels it is given."""
+        self.zsl_vocabulary = None if names is None else \
+            self._check_names(names, 'ZSL vocabulary')
+        self._zsl_embeds = None
+
+    def zsl_activation(self, scores: torch.Tensor) -> torch.Tensor:
+        """The head's raw scores of the ZSL vocabulary as ``zsl_score``:
+        as they are (override where ``head.predict`` activates them)."""
+        return scores
 
     def forward(self,
                 inputs: torch.Tensor,
@@ -79,6 +110,14 @@ class VocabularyHeadClassifier(BaseModel):
                 inputs: torch.Tensor,
                 data_samples: Optional[List[DataSample]] = None
                 ) -> List[DataSample]:
-        """Scores of the current vocabulary, as ``pred_score``."""
-        return self.head.predict(
-            self.extract_feat(inputs), self.label_embeds(), data_samples)
+        """Scores of the current vocabulary as ``pred_score`` and, with a
+        ZSL vocabulary set, the scores of that vocabulary alone as
+        ``zsl_score``."""
+        feats = self.extract_feat(inputs)
+        samples = self.head.predict(feats, self.label_embeds(), data_samples)
+        if self.zsl_vocabulary is not None:
+            zsl = self.zsl_activation(
+                self.head(feats, self.zsl_label_embeds()).detach())
+            for sample, score in zip(samples, zsl):
+                sample.set_field(score, 'zsl_score', dtype=torch.Tensor)
+        return samples
