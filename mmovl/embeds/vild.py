@@ -15,6 +15,7 @@ import json
 import math
 import os.path as osp
 import sys
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import mmcv
@@ -36,7 +37,8 @@ from .proposal_store import (ProposalEmbedStoreError, make_store_index,
 __all__ = [
     'crop_region', 'crop_proposals', 'encode_proposal_crops',
     'build_proposal_model', 'build_proposal_dataset', 'predict_proposals',
-    'precompute_vild_embeds'
+    'VildEmbedsPlan', 'plan_vild_embeds', 'check_vild_store',
+    'pending_vild_shards', 'run_vild_embeds', 'precompute_vild_embeds'
 ]
 
 
@@ -366,6 +368,244 @@ def _dataset_img_ids(dataset) -> List[int]:
     return img_ids
 
 
+def _check_part(part: int, num_parts: int) -> None:
+    if not 0 <= part < num_parts:
+        raise ValueError(f'part must be in [0, {num_parts}), got {part}.')
+
+
+@dataclass(frozen=True)
+class VildEmbedsPlan:
+    """What a run of :func:`precompute_vild_embeds` computes, and where.
+
+    Made by :func:`plan_vild_embeds`; nothing in it is read from the store.
+
+    Attributes:
+        out_dir (str): The store folder.
+        img_ids (list[int]): The data set's image ids, in its order; shard
+            ``i`` holds the images at positions ``[i * shard_size,
+            (i + 1) * shard_size)``.
+        settings (dict): What the embeddings depend on (proposal model and
+            selection, teacher, crop scales, dtype, image ids), recorded in
+            the store's index; its hash marks every shard.
+        index (dict): The store index (:func:`make_store_index`).
+        num_proposals (int): Boxes per image.
+        scales (tuple[float]): Crop scales.
+        min_size (float): Smallest box side kept.
+        nms_iou (float, optional): Extra class-agnostic NMS IoU.
+        dtype (str): Stored embedding dtype.
+    """
+    out_dir: str
+    img_ids: List[int]
+    settings: dict
+    index: dict
+    num_proposals: int
+    scales: Tuple[float, ...]
+    min_size: float
+    nms_iou: Optional[float]
+    dtype: str
+
+    @property
+    def shard_size(self) -> int:
+        return self.index['shard_size']
+
+    @property
+    def num_shards(self) -> int:
+        return self.index['num_shards']
+
+    @property
+    def run_hash(self) -> str:
+        """The settings hash every shard of this run carries."""
+        return self.index['settings_hash']
+
+    def shard_path(self, shard: int) -> str:
+        return osp.join(self.out_dir, self.index['shards'][shard])
+
+    def shard_range(self, shard: int) -> range:
+        """The data set positions of shard ``shard``'s images."""
+        return range(shard * self.shard_size,
+                     min((shard + 1) * self.shard_size, len(self.img_ids)))
+
+    def shard_img_ids(self, shard: int) -> List[int]:
+        """The image ids shard ``shard`` holds, in order."""
+        positions = self.shard_range(shard)
+        return self.img_ids[positions.start:positions.stop]
+
+
+def plan_vild_embeds(model,
+                     teacher,
+                     dataset,
+                     out_dir: str,
+                     num_proposals: int = 300,
+                     scales: Sequence[float] = (1.0, 1.5),
+                     shard_size: int = 1000,
+                     min_size: float = 1.0,
+                     nms_iou: Optional[float] = None,
+                     dtype: str = 'float16') -> VildEmbedsPlan:
+    """What to compute: the images, the proposal and teacher settings and
+    the store's layout (arguments as :func:`precompute_vild_embeds`).
+
+    Returns:
+        VildEmbedsPlan: The plan.
+    """
+    img_ids = _dataset_img_ids(dataset)
+    if not img_ids:
+        raise ValueError('The data set has no images.')
+    settings = dict(
+        proposals=dict(getattr(model, 'proposal_settings', {}),
+                       num_proposals=num_proposals, min_size=min_size,
+                       nms_iou=nms_iou),
+        teacher=dict(model_name=teacher.model_name,
+                     weights=teacher.weights_id,
+                     image_size=list(teacher.image_size or ()),
+                     mean=list(teacher.mean), std=list(teacher.std)),
+        scales=[float(s) for s in scales],
+        dtype=dtype,
+        img_ids=_sha256_text(json.dumps(img_ids)))
+    index = make_store_index(settings, len(img_ids), shard_size,
+                             teacher.embed_dim)
+    return VildEmbedsPlan(
+        out_dir=out_dir, img_ids=img_ids, settings=settings, index=index,
+        num_proposals=num_proposals, scales=tuple(scales),
+        min_size=min_size, nms_iou=nms_iou, dtype=dtype)
+
+
+def check_vild_store(plan: VildEmbedsPlan) -> None:
+    """Make ``plan.out_dir`` a store of ``plan``: refuse one made with other
+    settings (never overwritten), write the index of a new one, and remove
+    the temporary files of an interrupted run.
+
+    Raises:
+        ProposalEmbedStoreError: If the folder holds a store of other
+            settings or shard size, naming what differs.
+    """
+    logger = MMLogger.get_current_instance()
+    out_dir, settings, shard_size = (plan.out_dir, plan.settings,
+                                     plan.shard_size)
+    if osp.isfile(osp.join(out_dir, 'index.json')):
+        old = read_store_index(out_dir)
+        if old['settings_hash'] != plan.run_hash or \
+                old['shard_size'] != shard_size:
+            diff = sorted(
+                k for k in set(old.get('settings', {})) | set(settings)
+                if old.get('settings', {}).get(k) != settings.get(k))
+            if old['shard_size'] != shard_size:
+                diff.append('shard_size')
+            raise ProposalEmbedStoreError(
+                f'{out_dir} holds a store made with other settings '
+                f'(differing: {diff}); pick another output folder, or '
+                'delete it to start over.')
+    else:
+        write_store_index(out_dir, plan.index)
+    for path in remove_stale_tmp_files(out_dir):
+        logger.info(f'Removed {path}, left by an interrupted run.')
+
+
+def pending_vild_shards(plan: VildEmbedsPlan,
+                        part: int = 0,
+                        num_parts: int = 1,
+                        max_shards: Optional[int] = None
+                        ) -> Tuple[List[int], int]:
+    """The shards of part ``part`` still to compute (missing, or not a
+    complete shard of this plan), and how many of its shards are complete.
+
+    Args:
+        plan (VildEmbedsPlan): The plan, its store checked
+            (:func:`check_vild_store`).
+        part (int): Shards with ``index % num_parts == part``. Defaults
+            to 0.
+        num_parts (int): Defaults to 1.
+        max_shards (int, optional): At most this many pending shards.
+            Defaults to None.
+
+    Returns:
+        tuple[list[int], int]: The pending shards, in order, and the
+        number of complete ones.
+    """
+    _check_part(part, num_parts)
+    logger = MMLogger.get_current_instance()
+    pending, skipped = [], 0
+    for shard in range(plan.num_shards):
+        if shard % num_parts != part:
+            continue
+        path = plan.shard_path(shard)
+        reason = shard_is_complete(path, plan.run_hash, shard,
+                                   plan.shard_img_ids(shard))
+        if reason is None:
+            skipped += 1
+            continue
+        if reason != 'missing':
+            logger.warning(f'Recomputing shard {path}: {reason}')
+        pending.append(shard)
+    if max_shards is not None:
+        pending = pending[:max_shards]
+    return pending, skipped
+
+
+def run_vild_embeds(plan: VildEmbedsPlan,
+                    model,
+                    teacher,
+                    dataset,
+                    shards: Sequence[int],
+                    batch_size: int = 4,
+                    num_workers: int = 2,
+                    clip_batch_size: int = 256,
+                    progress: bool = True) -> None:
+    """Compute ``shards`` of ``plan`` and write each, atomically, once all
+    its images are done.
+
+    Args:
+        plan (VildEmbedsPlan): The plan, its store checked
+            (:func:`check_vild_store`).
+        model (nn.Module): The proposal model the plan was made with.
+        teacher (CLIPTeacher): The teacher the plan was made with; moved to
+            the proposal model's device.
+        dataset: The plan's images with the model's test pipeline.
+        shards (Sequence[int]): The shards to compute
+            (:func:`pending_vild_shards`).
+        batch_size (int): Images per proposal-model call. Defaults to 4.
+        num_workers (int): Data-loading workers. Defaults to 2.
+        clip_batch_size (int): Crops per teacher call. Defaults to 256.
+        progress (bool): Show a progress bar. Defaults to True.
+    """
+    batches, batch_shard = [], []
+    for shard in shards:
+        positions = plan.shard_range(shard)
+        for start in range(positions.start, positions.stop, batch_size):
+            batches.append(
+                list(range(start, min(start + batch_size, positions.stop))))
+            batch_shard.append(shard)
+    loader = DataLoader(
+        _ImagesWithOriginals(dataset), batch_sampler=batches,
+        num_workers=num_workers, collate_fn=_collate)
+    bar = ProgressBar(sum(map(len, batches)), file=sys.stdout) \
+        if progress and batches else None
+    device = next(model.parameters()).device
+    teacher.to(device)
+    acc_boxes: List[np.ndarray] = []
+    acc_embeds: List[np.ndarray] = []
+    for b, batch in enumerate(loader):
+        shard = batch_shard[b]
+        boxes_list = predict_proposals(model, batch['packed'],
+                                       plan.num_proposals, plan.min_size,
+                                       plan.nms_iou)
+        for image, boxes in zip(batch['images'], boxes_list):
+            acc_boxes.append(boxes)
+            acc_embeds.append(
+                encode_proposal_crops(teacher, image, boxes, plan.scales,
+                                      clip_batch_size).numpy())
+        if bar is not None:
+            bar.update(len(boxes_list))
+        if b + 1 == len(batches) or batch_shard[b + 1] != shard:
+            img_ids = plan.shard_img_ids(shard)
+            # Batches never straddle shards, so this is the whole shard.
+            assert len(acc_boxes) == len(img_ids)
+            write_shard(plan.shard_path(shard), img_ids, acc_boxes,
+                        acc_embeds, plan.run_hash, shard, plan.dtype)
+            acc_boxes, acc_embeds = [], []
+    if bar is not None:
+        bar.file.write('\n')
+
+
 def precompute_vild_embeds(model,
                            teacher,
                            dataset,
@@ -388,6 +628,9 @@ def precompute_vild_embeds(model,
     Shards already complete with the same settings are skipped; others are
     computed, each written atomically once all its images are done. A store
     in ``out_dir`` made with other settings is an error, never overwritten.
+    The steps are public: :func:`plan_vild_embeds` (what to compute),
+    :func:`check_vild_store` and :func:`pending_vild_shards` (what the
+    store already holds) and :func:`run_vild_embeds` (compute and write).
 
     Args:
         model (nn.Module): Proposal model (:func:`build_proposal_model`).
@@ -419,101 +662,19 @@ def precompute_vild_embeds(model,
         (1 if every shard of the store now exists, else 0).
     """
     logger = MMLogger.get_current_instance()
-    if not 0 <= part < num_parts:
-        raise ValueError(f'part must be in [0, {num_parts}), got {part}.')
-    img_ids = _dataset_img_ids(dataset)
-    if not img_ids:
-        raise ValueError('The data set has no images.')
-    settings = dict(
-        proposals=dict(getattr(model, 'proposal_settings', {}),
-                       num_proposals=num_proposals, min_size=min_size,
-                       nms_iou=nms_iou),
-        teacher=dict(model_name=teacher.model_name,
-                     weights=teacher._get_weights_id(),
-                     image_size=list(teacher.image_size or ()),
-                     mean=list(teacher.mean), std=list(teacher.std)),
-        scales=[float(s) for s in scales],
-        dtype=dtype,
-        img_ids=_sha256_text(json.dumps(img_ids)))
-    index = make_store_index(settings, len(img_ids), shard_size,
-                             teacher.embed_dim)
-    if osp.isfile(osp.join(out_dir, 'index.json')):
-        old = read_store_index(out_dir)
-        if old['settings_hash'] != index['settings_hash'] or \
-                old['shard_size'] != shard_size:
-            diff = sorted(
-                k for k in set(old.get('settings', {})) | set(settings)
-                if old.get('settings', {}).get(k) != settings.get(k))
-            if old['shard_size'] != shard_size:
-                diff.append('shard_size')
-            raise ProposalEmbedStoreError(
-                f'{out_dir} holds a store made with other settings '
-                f'(differing: {diff}); pick another output folder, or '
-                'delete it to start over.')
-    else:
-        write_store_index(out_dir, index)
-    for path in remove_stale_tmp_files(out_dir):
-        logger.info(f'Removed {path}, left by an interrupted run.')
-
-    run_hash = index['settings_hash']
-    pending, skipped = [], 0
-    for shard in range(index['num_shards']):
-        if shard % num_parts != part:
-            continue
-        path = osp.join(out_dir, index['shards'][shard])
-        ids = img_ids[shard * shard_size:(shard + 1) * shard_size]
-        reason = shard_is_complete(path, run_hash, shard, ids)
-        if reason is None:
-            skipped += 1
-            continue
-        if reason != 'missing':
-            logger.warning(f'Recomputing shard {path}: {reason}')
-        pending.append(shard)
-    if max_shards is not None:
-        pending = pending[:max_shards]
-    logger.info(f'{out_dir}: {index["num_shards"]} shards, {skipped} '
+    _check_part(part, num_parts)
+    plan = plan_vild_embeds(model, teacher, dataset, out_dir, num_proposals,
+                            scales, shard_size, min_size, nms_iou, dtype)
+    check_vild_store(plan)
+    pending, skipped = pending_vild_shards(plan, part, num_parts,
+                                           max_shards)
+    logger.info(f'{out_dir}: {plan.num_shards} shards, {skipped} '
                 f'complete, computing {len(pending)}.')
-
-    batches, batch_shard = [], []
-    for shard in pending:
-        stop = min((shard + 1) * shard_size, len(img_ids))
-        for start in range(shard * shard_size, stop, batch_size):
-            batches.append(list(range(start, min(start + batch_size, stop))))
-            batch_shard.append(shard)
-    loader = DataLoader(
-        _ImagesWithOriginals(dataset), batch_sampler=batches,
-        num_workers=num_workers, collate_fn=_collate)
-    bar = ProgressBar(sum(map(len, batches)), file=sys.stdout) \
-        if progress and batches else None
-    device = next(model.parameters()).device
-    teacher.to(device)
-    acc_boxes: List[np.ndarray] = []
-    acc_embeds: List[np.ndarray] = []
-    for b, batch in enumerate(loader):
-        shard = batch_shard[b]
-        boxes_list = predict_proposals(model, batch['packed'], num_proposals,
-                                       min_size, nms_iou)
-        for image, boxes in zip(batch['images'], boxes_list):
-            acc_boxes.append(boxes)
-            acc_embeds.append(
-                encode_proposal_crops(teacher, image, boxes, scales,
-                                      clip_batch_size).numpy())
-        if bar is not None:
-            bar.update(len(boxes_list))
-        if b + 1 == len(batches) or batch_shard[b + 1] != shard:
-            start = shard * shard_size
-            # Batches never straddle shards, so this is the whole shard.
-            assert len(acc_boxes) == min(shard_size, len(img_ids) - start)
-            write_shard(
-                osp.join(out_dir, index['shards'][shard]),
-                img_ids[start:start + len(acc_boxes)], acc_boxes,
-                acc_embeds, run_hash, shard, dtype)
-            acc_boxes, acc_embeds = [], []
-    if bar is not None:
-        bar.file.write('\n')
+    run_vild_embeds(plan, model, teacher, dataset, pending, batch_size,
+                    num_workers, clip_batch_size, progress)
     done = sum(
-        osp.isfile(osp.join(out_dir, name)) for name in index['shards'])
-    logger.info(f'{out_dir}: {done} of {index["num_shards"]} shards '
-                'complete.')
-    return dict(num_shards=index['num_shards'], computed=len(pending),
-                skipped=skipped, complete=int(done == index['num_shards']))
+        osp.isfile(plan.shard_path(shard))
+        for shard in range(plan.num_shards))
+    logger.info(f'{out_dir}: {done} of {plan.num_shards} shards complete.')
+    return dict(num_shards=plan.num_shards, computed=len(pending),
+                skipped=skipped, complete=int(done == plan.num_shards))

@@ -366,3 +366,46 @@ def test_two_stage_detector_gives_its_rpn_proposals(inputs):
                          predict_proposals(rpn, batch, NUM_PROPOSALS)):
         assert got.shape == (NUM_PROPOSALS, 4)  # not the 3 detections
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_the_steps_plan_check_and_run(world, inputs, cli_store, tmp_path):
+    """precompute_vild_embeds in its steps: the plan reads and writes
+    nothing; the store check writes the index, and a store of the same
+    settings (the command line's) is found complete; a run computes just
+    the shards it is given."""
+    import dataclasses
+    import hashlib
+
+    from mmovl.embeds.vild import (check_vild_store, pending_vild_shards,
+                                   plan_vild_embeds, run_vild_embeds)
+    model, dataset, teacher = inputs
+    out = tmp_path / 'store'
+    plan = plan_vild_embeds(model, teacher, dataset, str(out),
+                            num_proposals=NUM_PROPOSALS, shard_size=2,
+                            dtype='float32')
+    assert not out.exists()
+    clip_sha = hashlib.sha256(
+        (world / 'clip.safetensors').read_bytes()).hexdigest()
+    assert plan.settings['teacher']['weights'] == teacher.weights_id == \
+        f'sha256:{clip_sha}'
+    assert (plan.num_shards, plan.shard_img_ids(1)) == (2, [13, 14])
+
+    check_vild_store(plan)
+    assert os.listdir(out) == ['index.json']
+    assert pending_vild_shards(plan) == ([0, 1], 0)
+    assert pending_vild_shards(plan, part=1, num_parts=2) == ([1], 0)
+    assert pending_vild_shards(plan, max_shards=1) == ([0], 0)
+    with pytest.raises(ValueError, match='part must be in'):
+        pending_vild_shards(plan, part=2, num_parts=2)
+
+    reference = tmp_path / 'reference'
+    shutil.copytree(cli_store, reference)
+    done = dataclasses.replace(plan, out_dir=str(reference))
+    check_vild_store(done)
+    assert pending_vild_shards(done) == ([], 2)
+
+    run_vild_embeds(plan, model, teacher, dataset, [1], batch_size=2,
+                    num_workers=0, progress=False)
+    assert pending_vild_shards(plan) == ([0], 1)
+    assert sorted(os.listdir(out)) == ['index.json',
+                                       'shard-00001-of-00002.safetensors']

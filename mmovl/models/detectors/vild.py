@@ -222,7 +222,7 @@ class ViLD(TwoStageDetector):
                                                record.get('weights'))
             if key is not None and key in self._checked_teachers:
                 continue
-            ours = (self.teacher.model_name, self.teacher._get_weights_id())
+            ours = (self.teacher.model_name, self.teacher.weights_id)
             if key != ours:
                 store = 'records no teacher' if key is None else \
                     f'was made with CLIP {key[0]} (weights {key[1]})'

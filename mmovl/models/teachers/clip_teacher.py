@@ -423,7 +423,7 @@ class CLIPTeacher(BaseModule):
             version=1,
             model_name=self.model_name,
             model_cfg=self._arch_cfg,
-            weights=self._get_weights_id(),
+            weights=self.weights_id,
             templates=list(templates),
             names=list(names))
 
@@ -464,7 +464,7 @@ class CLIPTeacher(BaseModule):
             return None
         header = dict(
             model_name=self.model_name,
-            weights=self._get_weights_id(),
+            weights=self.weights_id,
             num_names=str(len(names)),
             templates=json.dumps(templates))
         header.update(metadata or {})
@@ -493,15 +493,19 @@ class CLIPTeacher(BaseModule):
             embeds,
             metadata=dict(
                 model_name=self.model_name,
-                weights=self._get_weights_id(),
+                weights=self.weights_id,
                 num_names=str(len(names)),
                 templates=json.dumps(templates)))
         logger.info(f'CLIPTeacher: cached {len(names)} label embeddings in '
                     f'{path}.')
         return embeds
 
-    def _get_weights_id(self) -> str:
-        """What identifies the weights: their content hash, or the tag."""
+    @property
+    def weights_id(self) -> str:
+        """What identifies the weights: ``'sha256:<hex>'`` of the checkpoint
+        file's content, or ``'open_clip:<tag>'`` for open_clip's pretrained
+        tag. Caches and stores of this teacher's embeddings record it, and
+        their readers compare it (hashed once per file and process)."""
         if self._weights_id is None:
             if self.pretrained is not None:
                 self._weights_id = f'open_clip:{self.pretrained}'
