@@ -13,11 +13,12 @@ else they write a line at each quarter of the work and a final summary::
 """
 import sys
 import time
-from typing import Iterable, Iterator, Optional, TextIO, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, Optional, TextIO, TypeVar
 
 from mmengine.utils import ProgressBar
 
-__all__ = ['Progress', 'track']
+__all__ = ['Progress', 'progress_factory', 'track']
 
 T = TypeVar('T')
 
@@ -160,3 +161,32 @@ def track(iterable: Iterable[T],
         yield item
         progress.update()
     progress.close()
+
+
+@contextmanager
+def progress_factory(
+    desc: str,
+    file: Optional[TextIO] = None,
+    steps: int = 4,
+) -> Iterator[Callable[[int], Callable[[int], None]]]:
+    """A ``progress(total)`` callback for readers that learn their total
+    themselves and advance by amounts (``update(n)``), e.g. mmovl's
+    NUS-WIDE and Open Images readers; each call starts a :class:`Progress`,
+    closed when the block ends.
+
+    Examples:
+        >>> with progress_factory('labels.csv (bytes)') as progress:
+        ...     labels = read_image_labels(path, progress=progress)
+        ...     # doctest: +SKIP
+    """
+    started = []
+
+    def start(total: int) -> Callable[[int], None]:
+        started.append(Progress(total, desc, file, steps))
+        return started[-1].update
+
+    try:
+        yield start
+    finally:
+        for progress in started:
+            progress.close()

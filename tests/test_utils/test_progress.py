@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from mmovl.utils.progress import Progress, track
+from mmovl.utils.progress import Progress, progress_factory, track
 
 
 class _Terminal(io.StringIO):
@@ -83,3 +83,15 @@ def test_the_default_stream_is_stdout_at_construction(monkeypatch):
     for _ in track(range(3), desc='now'):
         pass
     assert out.getvalue().splitlines()[-1].startswith('now: 100% (3/3)')
+
+
+def test_progress_factory_for_readers_that_know_their_total():
+    out = io.StringIO()
+    with progress_factory('rows', file=out) as progress:
+        step = progress(10)
+        step(6)  # past two quarters at once: one line
+        # stopped before the end: the block closes it with the summary
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith('rows: 60% (6/10), ')
+    assert lines[1].startswith('rows: 60% (6/10) in ')

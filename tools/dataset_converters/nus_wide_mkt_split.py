@@ -65,7 +65,6 @@ import argparse
 import os.path as osp
 
 import numpy as np
-from mmengine.utils import ProgressBar
 
 from mmovl.datasets.mkt_split import save_annotation
 from mmovl.datasets.nus_wide import NUSWideDataset
@@ -73,6 +72,7 @@ from mmovl.datasets.nus_wide_official import (NUS_WIDE_MKT_COUNTS,
                                               NUS_WIDE_SPLITS, load_nus_wide,
                                               nus_wide_vocabulary)
 from mmovl.utils.fileio import atomic_write_lines
+from mmovl.utils.progress import progress_factory
 
 
 def parse_args(argv=None):
@@ -103,16 +103,14 @@ def main(argv=None):
     _note_count('unseen labels', len(unseen), NUS_WIDE_MKT_COUNTS['unseen'])
     for split in NUS_WIDE_SPLITS:
         print(f'reading the {split} split')
-        ann = load_nus_wide(
-            args.root,
-            split,
-            args.label_source,
-            progress=lambda total: ProgressBar(total).update)
+        with progress_factory(f'{split} rows') as progress:
+            ann = load_nus_wide(
+                args.root, split, args.label_source, progress=progress)
         path = osp.join(out_dir, f'nus_wide_mkt_{split.lower()}.npz')
         save_annotation(path, ann, NUSWideDataset.DATASET)
         columns = ann['pos_indices']
         num_seen = int(np.sum(columns < len(seen)))
-        print(f'\n{path}: {len(ann["img_paths"])} images, {num_seen} seen '
+        print(f'{path}: {len(ann["img_paths"])} images, {num_seen} seen '
               f'and {len(columns) - num_seen} unseen positive labels')
         _note_count(f'{split} images', len(ann['img_paths']),
                     NUS_WIDE_MKT_COUNTS[split])

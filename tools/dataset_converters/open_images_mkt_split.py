@@ -71,8 +71,6 @@ import csv
 import io
 import os.path as osp
 
-from mmengine.utils import ProgressBar
-
 from mmovl.datasets.mkt_split import save_annotation
 from mmovl.datasets.open_images import (OPEN_IMAGES_MKT_COUNTS,
                                         OpenImagesMultiLabelDataset,
@@ -81,6 +79,7 @@ from mmovl.datasets.open_images import (OPEN_IMAGES_MKT_COUNTS,
                                         read_class_descriptions,
                                         read_image_labels, read_label_list)
 from mmovl.utils.fileio import atomic_write_lines
+from mmovl.utils.progress import progress_factory
 
 
 def parse_args(argv=None):
@@ -112,9 +111,9 @@ def parse_args(argv=None):
 
 def _read(path, what):
     print(f'reading {what}: {path}')
-    labels = read_image_labels(
-        path, progress=lambda total: ProgressBar(total).update)
-    print(f'\n{len(labels.image_ids)} images, {len(labels.mids)} labels, '
+    with progress_factory(f'{what} (bytes)') as progress:
+        labels = read_image_labels(path, progress=progress)
+    print(f'{len(labels.image_ids)} images, {len(labels.mids)} labels, '
           f'{len(labels.image)} rows')
     return labels
 

@@ -56,14 +56,12 @@ import argparse
 import math
 import os.path as osp
 import re
-import sys
 import xml.etree.ElementTree as ET
 from typing import Dict, List, Tuple
 
-from mmengine.utils import ProgressBar
-
 from mmovl.datasets.long_tail import long_tail_summary, read_id_list
 from mmovl.utils.fileio import atomic_write_json
+from mmovl.utils.progress import Progress
 
 # VOC's class identifiers in the devkit's order (category ids 1-20) and
 # the names written for them.
@@ -181,7 +179,8 @@ def convert(voc_root: str,
             images, as :func:`read_id_list` gives.
         list_path (str): The id list, for error messages.
         skip_difficult (bool): Leave out objects marked difficult.
-        progress (bool): Show a progress bar.
+        progress (bool): Show the progress (a bar on a terminal, a few
+            lines otherwise).
 
     Returns:
         dict: ``info``, ``images``, ``annotations``, ``categories``.
@@ -196,7 +195,7 @@ def convert(voc_root: str,
                 f'{first_line[img_id][0]}')
         first_line[img_id] = (lineno, voc_id)
     images, annotations = [], []
-    bar = ProgressBar(len(entries), file=sys.stdout) if progress else None
+    bar = Progress(len(entries), 'VOC annotations') if progress else None
     for lineno, voc_id in entries:
         xml_path = osp.join(voc_root, 'Annotations', f'{voc_id}.xml')
         if not osp.isfile(xml_path):
@@ -224,7 +223,7 @@ def convert(voc_root: str,
         if bar is not None:
             bar.update()
     if bar is not None:
-        print()
+        bar.close()
     source = f'{osp.basename(osp.normpath(voc_root))}, ' \
         f'{osp.basename(list_path)}'
     return dict(
