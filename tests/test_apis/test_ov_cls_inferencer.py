@@ -220,10 +220,10 @@ def test_any_image_size_is_brought_to_the_model_input(kind, checkpoints):
     rng = np.random.default_rng(0)
     big = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     tall = rng.integers(0, 256, (90, 40, 3), dtype=np.uint8)
-    out = inferencer([big, tall], topk=None)['predictions']
+    out = inferencer([big, tall], topk=None)
     assert len(out) == 2
-    # By hand: the short side to 64 (bicubic? no: mmcv's default bilinear,
-    # as ResizeEdge uses), then the centre 64 x 64.
+    # By hand: the short side to 64 (bilinear, ResizeEdge's default), then
+    # the centre 64 x 64.
     expected = []
     for img in (big, tall):
         h, w = img.shape[:2]
@@ -252,8 +252,8 @@ def test_checkpoint_of_the_wrong_kind(checkpoints, tmp_path):
     # its trained text tower (29)
     with pytest.raises(ValueError,
                        match=r'does not fit MKT as its config builds it: '
-                       r'missing \(1\): head\.proj\.weight; '
-                       r'unexpected \(46\): head\.prompt_init'):
+                       r'missing keys: head\.proj\.weight; '
+                       r'unexpected keys: head\.prompt_init.* and 41 more'):
         OpenVocabClsInferencer(cfg, checkpoints['cprfl'][1], vocabulary=VOCAB)
     # a detector's state dict
     det = str(tmp_path / 'detector.pth')
