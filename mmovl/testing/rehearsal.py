@@ -765,6 +765,9 @@ def rehearse(rehearsal: Rehearsal, root: str,
         _note(report, 'amp', f'exit 0 in {result.seconds:.0f} s, finite '
               f'losses (last {rows[-1].get("loss")})', verbose)
     if not keep_checkpoints:
+        if rehearsal.name == 'mkt_vit_b16_20e_nuswide':
+            # Stage 2's rehearsal starts from this run: keep its copy.
+            _mkt_stage1_checkpoint(root, env)
         _drop_checkpoints(ref_dir)
         if osp.isfile(osp.join(ref_dir, 'last_checkpoint')):
             os.remove(osp.join(ref_dir, 'last_checkpoint'))
