@@ -7,13 +7,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from mmengine.dataset import default_collate
-from mmengine.utils import ProgressBar
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from mmovl.embeds.label_cache import tensor_sha256
 from mmovl.utils.fileio import atomic_write
+from mmovl.utils.progress import Progress
 
 
 @torch.no_grad()
@@ -35,7 +35,8 @@ def encode_dataset_images(teacher,
         dataset: A dataset giving ``inputs`` (3, H, W) uint8 BGR tensors.
         batch_size (int): Images per forward pass. Defaults to 64.
         num_workers (int): Data loading workers. Defaults to 0.
-        progress (bool): Show a progress bar. Defaults to True.
+        progress (bool): Show the progress (a bar on a terminal, a few
+            lines otherwise). Defaults to True.
         normalize (bool): L2-normalise the embeddings. Defaults to True.
 
     Returns:
@@ -45,7 +46,8 @@ def encode_dataset_images(teacher,
     std = torch.tensor(teacher.std).view(1, 3, 1, 1) * 255
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, collate_fn=default_collate)
-    bar = ProgressBar(len(dataset)) if progress else None
+    bar = Progress(len(dataset), 'teacher image embeddings') \
+        if progress else None
     out = []
     for batch in loader:
         images = batch['inputs'].float()[:, [2, 1, 0]]
@@ -57,6 +59,8 @@ def encode_dataset_images(teacher,
         out.append(teacher.encode_image(images, normalize=normalize).cpu())
         if bar is not None:
             bar.update(len(images))
+    if bar is not None:
+        bar.close()
     return torch.cat(out)
 
 

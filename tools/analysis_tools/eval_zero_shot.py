@@ -45,7 +45,6 @@ def teacher_scores(teacher: CLIPTeacher, dataset, batch_size: int,
     """(N, C) cosine similarities of images to the dataset's label names."""
     labels = teacher.encode_labels(dataset.metainfo['classes'], templates)
     images = encode_dataset_images(teacher, dataset, batch_size)
-    print()
     return (images @ labels.t().cpu()).numpy()
 
 

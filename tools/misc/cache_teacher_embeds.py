@@ -52,7 +52,7 @@ def main():
                         checkpoint=args.checkpoint, normalized='false',
                         ann_file=args.ann_file,
                         **teacher_provenance(teacher))
-    print(f'\nwrote {len(keys)} embeddings ({embeds.shape[1]}-d) to '
+    print(f'wrote {len(keys)} embeddings ({embeds.shape[1]}-d) to '
           f'{args.out}')
 
 
