@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os.path as osp
-import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -25,9 +24,9 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.logging import MMLogger
-from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Dataset
 
+from mmovl.utils.progress import Progress
 from .label_cache import sha256_file
 from .proposal_store import (ProposalEmbedStoreError, make_store_index,
                              read_store_index, remove_stale_tmp_files,
@@ -565,7 +564,8 @@ def run_vild_embeds(plan: VildEmbedsPlan,
         batch_size (int): Images per proposal-model call. Defaults to 4.
         num_workers (int): Data-loading workers. Defaults to 2.
         clip_batch_size (int): Crops per teacher call. Defaults to 256.
-        progress (bool): Show a progress bar. Defaults to True.
+        progress (bool): Show the progress (a bar on a terminal, a few
+            lines otherwise). Defaults to True.
     """
     batches, batch_shard = [], []
     for shard in shards:
@@ -577,7 +577,7 @@ def run_vild_embeds(plan: VildEmbedsPlan,
     loader = DataLoader(
         _ImagesWithOriginals(dataset), batch_sampler=batches,
         num_workers=num_workers, collate_fn=_collate)
-    bar = ProgressBar(sum(map(len, batches)), file=sys.stdout) \
+    bar = Progress(sum(map(len, batches)), 'proposal embeddings (images)') \
         if progress and batches else None
     device = next(model.parameters()).device
     teacher.to(device)
@@ -603,7 +603,7 @@ def run_vild_embeds(plan: VildEmbedsPlan,
                         acc_embeds, plan.run_hash, shard, plan.dtype)
             acc_boxes, acc_embeds = [], []
     if bar is not None:
-        bar.file.write('\n')
+        bar.close()
 
 
 def precompute_vild_embeds(model,
@@ -655,7 +655,8 @@ def precompute_vild_embeds(model,
             process computes (shards with ``index % num_parts == part``), so
             several processes can fill one store. Defaults to 0.
         num_parts (int): Defaults to 1.
-        progress (bool): Show a progress bar. Defaults to True.
+        progress (bool): Show the progress (a bar on a terminal, a few
+            lines otherwise). Defaults to True.
 
     Returns:
         dict: ``num_shards``, ``computed``, ``skipped`` and ``complete``
