@@ -3,6 +3,7 @@
 teacher, clipped proposals, norms, one RoI batch, Huber losses."""
 import json
 import os.path as osp
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,6 +23,13 @@ from mmovl.models.teachers.vild_prompts import (VILD_TEMPLATES,
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 LVIS_CONFIG = osp.join(REPO, 'configs', 'vild',
                        'vild_r50_fpn_32xb8_180k_lvis_v1_base.py')
+
+
+@pytest.fixture(scope='module')
+def lvis_cfg():
+    """The LVIS ViLD config, as mmengine reads it."""
+    from mmengine.config import Config
+    return Config.fromfile(LVIS_CONFIG)
 
 
 # -- names and prompts ------------------------------------------------------
@@ -110,11 +118,9 @@ def test_encode_vild_names_with_synonyms(tmp_path):
                       'gator', 'bat_(animal)') for s in vild_prompts(raw)}
 
 
-def test_vild_config_prompts_as_the_authors():
-    from mmengine.config import Config
-    cfg = Config.fromfile(LVIS_CONFIG)
-    assert cfg.model.templates == 'vild'
-    assert cfg.model.synonyms.endswith('lvis_v1_val.json')
+def test_vild_config_prompts_as_the_authors(lvis_cfg):
+    assert lvis_cfg.model.templates == 'vild'
+    assert lvis_cfg.model.synonyms.endswith('lvis_v1_val.json')
 
 
 # -- the proposal store knows its teacher -----------------------------------
@@ -273,13 +279,28 @@ def _roi_batch():
     return samples, rpn
 
 
-def test_one_batch_bn_over_sampled_rois_and_proposals():
-    head = _roi_head('shared')
-    samples, rpn = _roi_batch()
-    x = (torch.randn(2, 4, 16, 16), )
-    seen = []
-    head.bbox_roi_extractor.register_forward_hook(
-        lambda m, args, out: seen.append(args[1].clone()))
+@pytest.fixture
+def roi_batch():
+    """``make(image_branch)``: the RoI head of that image branch, a batch
+    of two images (samples, RPN proposals, one feature level ``x``) and
+    ``seen``, the RoIs of each pass through the RoI extractor."""
+
+    def make(image_branch):
+        head = _roi_head(image_branch)
+        samples, rpn = _roi_batch()
+        x = (torch.randn(2, 4, 16, 16), )
+        seen = []
+        head.bbox_roi_extractor.register_forward_hook(
+            lambda m, args, out: seen.append(args[1].clone()))
+        return SimpleNamespace(head=head, samples=samples, rpn=rpn, x=x,
+                               seen=seen)
+
+    return make
+
+
+def test_one_batch_bn_over_sampled_rois_and_proposals(roi_batch):
+    b = roi_batch('shared')
+    head, samples, rpn, x, seen = b.head, b.samples, b.rpn, b.x, b.seen
     torch.manual_seed(1)
     losses = head.loss(x, rpn, samples)
     assert set(losses) >= {'loss_cls', 'loss_bbox', 'loss_image'}
@@ -312,14 +333,10 @@ def test_one_batch_bn_over_sampled_rois_and_proposals():
         assert (other - stat).abs().max() > 1e-3
 
 
-def test_one_batch_image_loss_equals_the_formula():
-    head = _roi_head('shared')
-    samples, rpn = _roi_batch()
-    x = (torch.randn(2, 4, 16, 16), )
-    seen = []
-    head.bbox_roi_extractor.register_forward_hook(
-        lambda m, args, out: seen.append(args[1].clone()))
-    losses = head.loss(x, rpn, samples)
+def test_one_batch_image_loss_equals_the_formula(roi_batch):
+    b = roi_batch('shared')
+    head, samples, x, seen = b.head, b.samples, b.x, b.seen
+    losses = head.loss(x, b.rpn, samples)
     # 0.5 * mean over the proposals of the L1 distance between the region
     # embeddings of the one batch (training-mode BN: its own statistics)
     # and the normalised CLIP embeddings
@@ -334,15 +351,12 @@ def test_one_batch_image_loss_equals_the_formula():
                                                         rel=1e-5)
 
 
-def test_ensemble_tower_keeps_its_own_batch():
-    head = _roi_head('tower')
-    samples, rpn = _roi_batch()
-    seen = []
-    head.bbox_roi_extractor.register_forward_hook(
-        lambda m, args, out: seen.append(len(args[1])))
-    losses = head.loss((torch.randn(2, 4, 16, 16), ), rpn, samples)
+def test_ensemble_tower_keeps_its_own_batch(roi_batch):
+    b = roi_batch('tower')
+    losses = b.head.loss(b.x, b.rpn, b.samples)
     assert 'loss_image' in losses
-    assert seen[1] == 5 and seen[0] > 0  # sampled RoIs, then the proposals
+    # sampled RoIs, then the proposals
+    assert len(b.seen[1]) == 5 and len(b.seen[0]) > 0
 
 
 # -- RPN head: shared convs, a BN per level ---------------------------------
@@ -388,9 +402,8 @@ def test_huber_as_smooth_l1_hand_computed(delta):
     assert got.item() == pytest.approx(hand, rel=1e-6)
 
 
-def test_vild_config_is_the_authors():
-    from mmengine.config import Config
-    cfg = Config.fromfile(LVIS_CONFIG)
+def test_vild_config_is_the_authors(lvis_cfg):
+    cfg = lvis_cfg
     model = cfg.model
     norm = dict(type='SyncBN', requires_grad=True, momentum=0.003, eps=1e-4)
     bb = model.backbone
