@@ -165,6 +165,14 @@ def _np_topk_sum(a: np.ndarray, k: int, axis: int) -> np.ndarray:
     return np.take(values, np.arange(n - k, n), axis=axis).sum(axis=axis)
 
 
+def _graph_capture() -> bool:
+    """Whether the caller is being traced into a graph (the TorchScript
+    tracer of ``torch.onnx.export(dynamo=False)``, or ``torch.export`` /
+    ``torch.compile``, which ``torch.onnx.export``'s default uses): NumPy
+    cannot be part of a graph, so the top-k stays ``torch.topk`` there."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 def topk_mean(x: torch.Tensor,
               k: int,
               dim: int,
@@ -179,7 +187,8 @@ def topk_mean(x: torch.Tensor,
     output (``bench/bench_vocab_cost.py``). Large inputs are split along
     their longest other dimension over the threads of ``threads``. Both
     paths select the same values; their sums may differ in the last bit
-    (summation order).
+    (summation order). While a graph is captured (ONNX export,
+    ``torch.export``, ``torch.compile``), it is ``torch.topk``.
 
     Args:
         x (torch.Tensor): The values.
@@ -201,7 +210,8 @@ def topk_mean(x: torch.Tensor,
         return x.mean(dim)
     if not (x.device.type == 'cpu'
             and x.dtype in (torch.float32, torch.float64)
-            and not (torch.is_grad_enabled() and x.requires_grad)):
+            and not (torch.is_grad_enabled() and x.requires_grad)
+            and not _graph_capture()):
         return x.topk(k, dim=dim).values.mean(dim)
     a = x.detach().numpy()
     axis = dim % a.ndim

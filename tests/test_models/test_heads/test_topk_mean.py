@@ -153,3 +153,30 @@ def test_parallel_path_works_in_a_forked_child():
         assert got == [1.5, 4.5]
     finally:
         threads.close()
+
+
+def test_graph_capture_keeps_torch_topk():
+    """Tracing (torch.onnx's TorchScript exporter) and torch.export (its
+    default exporter) cannot record NumPy: there the top-k is torch.topk,
+    so the captured graph computes it for any input, not the example's."""
+
+    def f(x):
+        return topk_mean(x, 2, 1)
+
+    example = torch.randn(3, 5)
+    other = torch.randn(3, 5)
+    with torch.no_grad():
+        traced = torch.jit.trace(f, (example, ))
+        np_path = f(other)
+    assert 'aten::topk' in str(traced.graph)
+    torch.testing.assert_close(traced(other), np_path)
+
+    class TopkMean(torch.nn.Module):
+
+        def forward(self, x):
+            return topk_mean(x, 2, 1)
+
+    with torch.no_grad():
+        program = torch.export.export(TopkMean(), (example, ))
+    assert 'topk' in str(program.graph)
+    torch.testing.assert_close(program.module()(other), np_path)
