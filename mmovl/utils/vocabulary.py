@@ -2,7 +2,7 @@
 """Checks of label-name lists that every reader of a vocabulary shares."""
 from typing import Dict, Hashable, Iterable, List, Optional
 
-__all__ = ['check_unique_names']
+__all__ = ['alike_names', 'check_unique_names', 'fold_name']
 
 
 def _positions(positions: List[int]) -> str:
@@ -60,3 +60,38 @@ def check_unique_names(names: Iterable[Hashable],
     rest = f' and {more} more' if more else ''
     head = f'{context}: duplicate' if context else 'Duplicate'
     raise ValueError(f'{head} {what}: {shown}{rest} ({where})')
+
+
+def fold_name(name: str) -> str:
+    """A label name as CLIP's tokenizer sees it: lower case, runs of white
+    space as one space, none at the ends.
+
+    Examples:
+        >>> fold_name('  Red   Circle ')
+        'red circle'
+    """
+    return ' '.join(str(name).lower().split())
+
+
+def alike_names(names: Iterable[str]) -> List[List[str]]:
+    """Groups of different names that :func:`fold_name` makes equal: CLIP
+    encodes them alike, so a model that scores names through it gives them
+    equal scores and cannot tell them apart.
+
+    Args:
+        names (Iterable[str]): The label names.
+
+    Returns:
+        list[list[str]]: Each group of two or more distinct names that fold
+        alike, in the order of their first names; each group in the order
+        of the names. Empty if there are none.
+
+    Examples:
+        >>> alike_names(['red circle', 'Red Circle', 'blue square',
+        ...              'red  circle'])
+        [['red circle', 'Red Circle', 'red  circle']]
+    """
+    groups: Dict[str, List[str]] = {}
+    for name in dict.fromkeys(names):
+        groups.setdefault(fold_name(name), []).append(name)
+    return [group for group in groups.values() if len(group) > 1]
