@@ -8,6 +8,7 @@ is installed, in a real browser."""
 import json
 import os.path as osp
 import socket
+import sys
 import urllib.request
 from unittest import mock
 
@@ -515,3 +516,70 @@ def test_in_a_browser(browser, server, reference, tiny_world, tmp_path):
         f'{len(shown)} boxes scoring at least {thr:g} for 6 names')
     _assert_boxes([[r[0]] + [float(v) for v in r[1:]] for r in shown], kept)
     np.testing.assert_array_equal(_picture(browser, '#det-picture'), drawn)
+
+
+# -- the command line ---------------------------------------------------
+CONFIG_FILE = '''
+from mmengine.config import read_base
+
+with read_base():
+    from {module} import *
+
+model.teacher.checkpoint = {teacher!r}
+{extra}
+'''
+
+
+def test_command_line(cls_checkpoints, vild_checkpoint, random_toy_teacher,
+                      tiny_world, tmp_path):
+    """demo/web_demo.py builds the page from the configs and checkpoints
+    and serves it where it is told; --share is off unless asked for."""
+    import runpy
+
+    cls_cfg = tmp_path / 'mkt.py'
+    cls_cfg.write_text(CONFIG_FILE.format(
+        module='mmovl.configs.mkt.mkt_toy_vit_p8_10e_toy',
+        teacher=random_toy_teacher,
+        extra=f'model.backbone.checkpoint = {random_toy_teacher!r}'))
+    det_cfg = tmp_path / 'vild.py'
+    det_cfg.write_text(CONFIG_FILE.format(
+        module='mmovl.configs.vild.vild_toy_r18_fpn_toy',
+        teacher=random_toy_teacher,
+        extra='model.test_cfg.rcnn.score_thr = 0.0'))
+    script = osp.join(REPO, 'demo/web_demo.py')
+
+    def serve(*args):
+        launched = []
+
+        def launch(self, **kwargs):
+            launched.append((self, kwargs))
+
+        with mock.patch.object(gr.Blocks, 'launch', launch), \
+                mock.patch.object(sys, 'argv', ['web_demo.py', *args]):
+            runpy.run_path(script, run_name='__main__')
+        (page, kwargs), = launched
+        return page.web_demo, kwargs
+
+    app, kwargs = serve(str(cls_cfg), cls_checkpoints['mkt'][1],
+                        '--det-config', str(det_cfg), '--det-checkpoint',
+                        vild_checkpoint[1], '--examples', tiny_world)
+    assert kwargs['server_name'] == '127.0.0.1'
+    assert kwargs['server_port'] == 7860 and kwargs['share'] is False
+    assert app.examples_dir == tiny_world
+    image = _image(tiny_world)
+    assert len(app.classify(image, TYPED)[0]) == 5
+    assert app.detect(image, TYPED, 0.0)[1]
+
+    # a detector alone, served to others; no toy world: no examples
+    app, kwargs = serve('--det-config', str(det_cfg), '--det-checkpoint',
+                        vild_checkpoint[1], '--server-name', '0.0.0.0',
+                        '--port', '7999', '--share', '--examples',
+                        str(tmp_path / 'nowhere'))
+    assert app.classifier is None and app.examples_dir is None
+    assert (kwargs['server_name'], kwargs['server_port'],
+            kwargs['share']) == ('0.0.0.0', 7999, True)
+
+    for args in ([str(cls_cfg)], ['--det-config', str(det_cfg)], []):
+        with mock.patch.object(sys, 'argv', ['web_demo.py', *args]), \
+                pytest.raises(SystemExit):
+            runpy.run_path(script, run_name='__main__')
