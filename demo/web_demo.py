@@ -41,6 +41,8 @@ def parse_args():
     parser.add_argument('--cache-size', type=int, default=16,
                         help='vocabularies whose label embeddings are kept '
                         'in memory')
+    parser.add_argument('--max-labels', type=int, default=1000,
+                        help='most label names a request may give')
     parser.add_argument('--cache-dir', help='disk cache of label embeddings '
                         '(a vocabulary is encoded once across runs)')
     parser.add_argument('--device', default='cpu', help='e.g. cuda:0; '
@@ -81,7 +83,7 @@ def main():
             show_progress=False, cache_dir=args.cache_dir)
     examples = args.examples if osp.isdir(args.examples) else None
     app = WebDemo(classifier, detector, examples_dir=examples,
-                  cache_size=args.cache_size)
+                  cache_size=args.cache_size, max_labels=args.max_labels)
     page = build_demo(app, topk=args.topk, score_thr=args.score_thr)
     page.queue(default_concurrency_limit=1).launch(
         server_name=args.server_name,

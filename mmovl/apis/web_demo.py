@@ -382,9 +382,9 @@ class WebDemo:
             raise DemoError('This page has no classifier.')
         topk = self._check_topk(topk)
         names = parse_labels(labels_text, self.max_labels)
-        bgr, notes = load_image(image)
         inferencer = self.classifier
-        with self._lock:
+        with self._lock:  # warnings are caught process-wide
+            bgr, notes = load_image(image)
             start = time.perf_counter()
             misses = self.memo.misses
             self._set_vocabulary(inferencer, names)
@@ -446,9 +446,9 @@ class WebDemo:
             raise DemoError('The score threshold must be between 0 and 1, '
                             f'got {score_thr}.')
         names = parse_labels(labels_text, self.max_labels)
-        bgr, notes = load_image(image)
         inferencer = self.detector
-        with self._lock:
+        with self._lock:  # warnings are caught process-wide
+            bgr, notes = load_image(image)
             start = time.perf_counter()
             encoded = self._set_vocabulary(inferencer, names)
             out = inferencer(

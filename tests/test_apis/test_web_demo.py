@@ -574,8 +574,10 @@ def test_command_line(cls_checkpoints, vild_checkpoint, random_toy_teacher,
     app, kwargs = serve('--det-config', str(det_cfg), '--det-checkpoint',
                         vild_checkpoint[1], '--server-name', '0.0.0.0',
                         '--port', '7999', '--share', '--examples',
-                        str(tmp_path / 'nowhere'))
+                        str(tmp_path / 'nowhere'), '--max-labels', '3')
     assert app.classifier is None and app.examples_dir is None
+    with pytest.raises(DemoError, match='at most 3'):
+        app.detect(image, TYPED)
     assert (kwargs['server_name'], kwargs['server_port'],
             kwargs['share']) == ('0.0.0.0', 7999, True)
 
