@@ -84,7 +84,7 @@ if __name__ == '__main__':
         include_package_data=True,
         package_data={
             'mmovl': ['.mim/**/*', 'configs/**/*.py',
-                      'models/teachers/model_configs/*.json']
+                      'models/utils/open_clip_configs/*.json']
         },
         install_requires=parse_requirements('runtime.txt') +
         parse_requirements('mminstall.txt'),

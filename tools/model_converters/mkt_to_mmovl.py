@@ -71,7 +71,8 @@ from mmpretrain.registry import DATASETS, MODELS
 
 import mmovl  # noqa: F401  (registers mmovl's models and data sets)
 from mmovl.embeds.label_cache import sha256_file
-from mmovl.utils import atomic_write
+from mmovl.utils import (atomic_write, check_state_dict_fits,
+                         state_dict_mismatches)
 from mmovl.utils.vocabulary import check_unique_names
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -117,25 +118,6 @@ def _head(keys: Sequence[str], n: int = 8) -> str:
     keys = list(keys)
     more = f' and {len(keys) - n} more' if len(keys) > n else ''
     return ', '.join(keys[:n]) + more
-
-
-def _mismatch(expected: Dict[str, tuple], state: Dict[str, torch.Tensor],
-              ignore: Tuple[str, ...] = ()) -> List[str]:
-    """What keeps ``state`` from having exactly the keys and shapes of
-    ``expected`` (keys starting with ``ignore`` aside), for a message."""
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(k for k in set(state) - set(expected)
-                        if not k.startswith(ignore or '\0'))
-    wrong = sorted(
-        f'{k} {tuple(state[k].shape)} (expected {tuple(expected[k])})'
-        for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k]))
-    return [
-        f'{what}: {_head(keys)}'
-        for what, keys in (('missing keys', missing), ('unexpected keys',
-                                                       unexpected),
-                           ('wrong shapes', wrong)) if keys
-    ]
 
 
 def load_weights_only(path: str, what: str) -> object:
@@ -261,7 +243,8 @@ def check_stage1(state: Dict[str, torch.Tensor], path: str) -> dict:
         grid=grid,
         embed_dim=state['projection_dist'].shape[-1])
     expected = stage1_shapes(**arch)
-    problems = _mismatch(expected, state, ignore=(_UNUSED_PREFIX, ))
+    problems = state_dict_mismatches(
+        expected, state, ignore=(_UNUSED_PREFIX, ))
     not_float = sorted(k for k in expected
                        if k in state and not state[k].is_floating_point())
     if not_float:
@@ -373,11 +356,11 @@ def check_stage2(state: Dict[str, torch.Tensor], clip: nn.Module,
         if not k.startswith('visual.') and k not in ('logit_scale',
                                                      'attn_mask')
     }
-    problems = _mismatch({k: v.shape for k, v in expected.items()}, state)
-    if problems:
-        raise ConversionError(
-            f'{path} is not a stage-2 MKT checkpoint of the config\'s '
-            'teacher\'s text tower: ' + '; '.join(problems) + '.')
+    check_state_dict_fits(
+        expected, state,
+        f'{path} is not a stage-2 MKT checkpoint of the config\'s '
+        'teacher\'s text tower',
+        error=ConversionError)
     return max((state[k].float() - v.float().cpu()).abs().max().item()
                for k, v in expected.items() if k != 'token_embedding.weight')
 
@@ -386,12 +369,10 @@ def check_fits(student: nn.Module, state: Dict[str, torch.Tensor],
                path: str) -> List[str]:
     """Load ``state`` strictly into ``student``; return warnings about what
     would make its scores differ from the authors' model."""
-    problems = _mismatch(
-        {k: v.shape for k, v in student.state_dict().items()}, state)
-    if problems:
-        raise ConversionError(
-            f'The weights of {path} do not fit the config\'s backbone and '
-            'head: ' + '; '.join(problems) + '.')
+    check_state_dict_fits(
+        student, state,
+        f'The weights of {path} do not fit the config\'s backbone and head',
+        error=ConversionError)
     student.load_state_dict(state, strict=True)
     warnings = []
     gelu = student.backbone.visual.transformer.resblocks[0].mlp.gelu

@@ -23,7 +23,7 @@ from mmpretrain.visualization.utils import get_adaptive_scale
 
 from mmovl.datasets import read_label_file
 from mmovl.models.classifiers.utils import check_vocabulary
-from mmovl.utils.checkpoint import safe_torch_load
+from mmovl.utils.checkpoint import check_state_dict_fits, safe_torch_load
 from mmovl.utils.fileio import atomic_write
 from mmovl.utils.images import read_image
 
@@ -33,11 +33,6 @@ __all__ = [
 ]
 
 VocabType = Union[Sequence[str], str, PathLike]
-
-
-def _head(keys: Sequence[str], n: int = 4) -> str:
-    more = f' and {len(keys) - n} more' if len(keys) > n else ''
-    return ', '.join(keys[:n]) + more
 
 
 def _prefixes(keys) -> List[str]:
@@ -81,27 +76,15 @@ def load_model_weights(model: torch.nn.Module, checkpoint: str) -> dict:
     state = {k[len('module.'):] if k.startswith('module.') else k: v
              for k, v in ckpt.items()}
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(
-        f'{k} {tuple(v.shape)} (model: {tuple(expected[k].shape)})'
-        for k, v in state.items()
-        if k in expected and v.shape != expected[k].shape)
-    if missing or unexpected or mismatched:
-        problems = [
-            f'{what} ({len(keys)}): {_head(keys)}'
-            for what, keys in (('missing', missing),
-                               ('unexpected', unexpected),
-                               ('shape mismatch', mismatched)) if keys
-        ]
-        ours, theirs = _prefixes(expected), _prefixes(state)
-        where = '' if ours == theirs else (
-            f' Its weights are under {theirs}, the model\'s under {ours}.')
-        raise ValueError(
-            f'Checkpoint {checkpoint} does not fit {type(model).__name__} as '
-            f'its config builds it: ' + '; '.join(problems) + '.' + where +
-            ' Is it a checkpoint of another kind of model? Pass the config '
-            'it was trained with.')
+    ours, theirs = _prefixes(expected), _prefixes(state)
+    where = '' if ours == theirs else (
+        f'Its weights are under {theirs}, the model\'s under {ours}. ')
+    check_state_dict_fits(
+        expected, state,
+        f'Checkpoint {checkpoint} does not fit {type(model).__name__} as its '
+        'config builds it',
+        hint=where + 'Is it a checkpoint of another kind of model? Pass the '
+        'config it was trained with.')
     model.load_state_dict(state, strict=True)
     return meta
 

@@ -8,8 +8,10 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
-from ..teachers.clip_teacher import (_check_fit, _quiet_random_init_warning,
-                                     _read_state_dict,
+from ..utils.open_clip_utils import (load_open_clip_state_dict,
+                                     open_clip_vit_tokens,
+                                     quiet_open_clip_random_init,
+                                     read_open_clip_state_dict,
                                      register_open_clip_config)
 
 
@@ -78,19 +80,19 @@ class OpenCLIPViT(BaseModule):
         self.out_type = out_type
         if model_cfg is not None:
             register_open_clip_config(model_name, model_cfg)
-        with _quiet_random_init_warning():
+        with quiet_open_clip_random_init():
             clip = open_clip.create_model(
                 model_name, pretrained_image=False, pretrained_text=False)
         if checkpoint is not None:
-            state = _read_state_dict(checkpoint)
+            state = read_open_clip_state_dict(checkpoint)
             if not any(k.startswith('visual.') for k in state):
                 state = {f'visual.{k}': v for k, v in state.items()}
             visual_state = {
                 k[len('visual.'):]: v
                 for k, v in state.items() if k.startswith('visual.')
             }
-            _check_fit(clip.visual, visual_state, checkpoint, model_name)
-            clip.visual.load_state_dict(visual_state)
+            load_open_clip_state_dict(clip.visual, visual_state, checkpoint,
+                                      model_name)
             MMLogger.get_current_instance().info(
                 f'OpenCLIPViT: {model_name} image tower from {checkpoint}')
         visual = clip.visual
@@ -183,10 +185,7 @@ class OpenCLIPViT(BaseModule):
 
     def forward(self, x: torch.Tensor) -> tuple:
         v = self.visual
-        x = v._embeds(x)
-        x = v.transformer(x)
-        x = v.ln_post(x)
-        cls_token, patches = x[:, 0], x[:, 1:]
+        cls_token, patches = open_clip_vit_tokens(v, x)
         if self.out_type == 'cls_patches':
             return ((cls_token, patches), )
         if self.out_type == 'cls_token':

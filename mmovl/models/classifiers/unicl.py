@@ -8,8 +8,8 @@ from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..teachers.clip_teacher import register_open_clip_config
 from ..teachers.templates import resolve_templates
+from ..utils.open_clip_utils import register_open_clip_config
 from .utils import build_cls_data_preprocessor, check_vocabulary
 
 

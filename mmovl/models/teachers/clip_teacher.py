@@ -1,10 +1,7 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 import json
-import logging
 import os.path as osp
 import sys
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import open_clip
@@ -20,141 +17,15 @@ from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
 from mmovl.embeds.label_cache import (CorruptCacheError, EmbeddingCache,
                                       make_cache_key, sha256_file)
-from mmovl.utils.checkpoint import safe_torch_load
+from ..utils.open_clip_utils import (load_open_clip_state_dict,
+                                     quiet_open_clip_random_init,
+                                     read_open_clip_state_dict,
+                                     register_open_clip_config)
 from .templates import resolve_templates
 
+# register_open_clip_config lives in mmovl.models.utils (the open_clip
+# layer); it is re-exported here for code that imported it from the teacher.
 __all__ = ['CLIPTeacher', 'register_open_clip_config']
-
-MODEL_CONFIG_DIR = Path(__file__).parent / 'model_configs'
-# open_clip's public hook for new architectures: every JSON file in the
-# folder becomes a model name (the file's stem), e.g. 'mmovl-toy-vit'.
-open_clip.add_model_config(MODEL_CONFIG_DIR)
-
-_REQUIRED_CFG_KEYS = ('embed_dim', 'vision_cfg', 'text_cfg')
-
-
-def register_open_clip_config(name: str, model_cfg: dict) -> None:
-    """Register an architecture under ``name`` in open_clip.
-
-    After this, ``open_clip.create_model(name)``, ``open_clip.get_tokenizer(
-    name)`` and :class:`CLIPTeacher` build it like a built-in model.
-    Registering the same config twice is a no-op; reusing a name for another
-    config is an error, so a custom config never shadows e.g. ``'ViT-B-16'``.
-
-    Args:
-        name (str): The architecture name.
-        model_cfg (dict): A config in open_clip's JSON model-config format,
-            with ``embed_dim``, ``vision_cfg`` and ``text_cfg``.
-
-    Examples:
-        >>> register_open_clip_config('my-tiny-vit', dict(
-        ...     embed_dim=32,
-        ...     vision_cfg=dict(image_size=32, layers=1, width=32,
-        ...                     head_width=32, patch_size=16),
-        ...     text_cfg=dict(context_length=16, vocab_size=49408, width=32,
-        ...                   heads=1, layers=1)))
-        >>> 'my-tiny-vit' in open_clip.list_models()
-        True
-    """
-    missing = [k for k in _REQUIRED_CFG_KEYS if k not in model_cfg]
-    if missing:
-        raise ValueError(f'open_clip model config for {name!r} lacks '
-                         f'{missing}; it needs {list(_REQUIRED_CFG_KEYS)}.')
-    # The JSON round trip gives the config the form open_clip reads from its
-    # files (lists, not tuples), so equal configs compare equal.
-    cfg = json.loads(json.dumps(model_cfg))
-    existing = open_clip.get_model_config(name)
-    if existing is not None:
-        if existing != cfg:
-            raise ValueError(
-                f'open_clip already has an architecture named {name!r} with '
-                'a different config; give the custom config another name.')
-        return
-    # add_model_config() only reads JSON files; a dict goes straight into the
-    # table it fills, which list_models(), get_model_config(),
-    # create_model() and get_tokenizer() all read.
-    open_clip.factory._MODEL_CONFIGS[name] = cfg
-
-
-def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """Read CLIP weights from a .safetensors or (weights-only) torch file."""
-    try:
-        if path.endswith('.safetensors'):
-            from safetensors.torch import load_file
-            ckpt = load_file(path, device='cpu')
-        else:
-            # weights_only=True, plus the few types mmengine checkpoints hold.
-            ckpt = safe_torch_load(path, map_location='cpu')
-    except Exception as e:
-        raise ValueError(
-            f'Cannot read CLIP checkpoint {path} (a .safetensors file, or a '
-            'torch file of tensors such as a saved model.state_dict(); '
-            f'TorchScript archives are not supported): {e}') from e
-    if isinstance(ckpt, dict):
-        for wrapper in ('state_dict', 'model'):
-            if isinstance(ckpt.get(wrapper), dict):
-                ckpt = ckpt[wrapper]
-                break
-    if not (isinstance(ckpt, dict) and ckpt
-            and all(isinstance(v, torch.Tensor) for v in ckpt.values())):
-        raise ValueError(f'CLIP checkpoint {path} does not hold a state dict '
-                         "of tensors (raw, or under 'state_dict'/'model').")
-    prefix = 'module.'  # left by (Distributed)DataParallel
-    return {
-        k[len(prefix):] if k.startswith(prefix) else k: v
-        for k, v in ckpt.items()
-    }
-
-
-def _check_fit(model: nn.Module, state_dict: Dict[str, torch.Tensor],
-               path: str, model_name: str) -> None:
-    """Raise ValueError naming ``path`` unless the weights fit ``model``."""
-    expected = model.state_dict()
-    logit_scale = state_dict.get('logit_scale')
-    if logit_scale is not None and logit_scale.numel() == 1:
-        # Stored as a scalar or a 1-element vector depending on the version.
-        state_dict['logit_scale'] = logit_scale.reshape(
-            expected['logit_scale'].shape)
-
-    def head(keys):
-        more = f' and {len(keys) - 5} more' if len(keys) > 5 else ''
-        return ', '.join(keys[:5]) + more
-
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mismatched = sorted(
-        f'{k} {tuple(v.shape)} (model: {tuple(expected[k].shape)})'
-        for k, v in state_dict.items()
-        if k in expected and v.shape != expected[k].shape)
-    problems = [
-        f'{what}: {head(keys)}'
-        for what, keys in (('missing keys', missing), ('unexpected keys',
-                                                       unexpected),
-                           ('shape mismatch', mismatched)) if keys
-    ]
-    if problems:
-        raise ValueError(
-            f'CLIP checkpoint {path} does not fit the open_clip architecture '
-            f'{model_name!r}: ' + '; '.join(problems))
-
-
-@contextmanager
-def _quiet_random_init_warning():
-    """Silence open_clip's 'initialized randomly' warning.
-
-    The teacher creates the model empty and loads its weights right after, so
-    the warning would be wrong.
-    """
-
-    def keep(record: logging.LogRecord) -> bool:
-        return 'initialized randomly' not in record.getMessage()
-
-    root = logging.getLogger()  # open_clip logs through the root logger
-    root.addFilter(keep)
-    try:
-        yield
-    finally:
-        root.removeFilter(keep)
 
 
 @MMPRETRAIN_MODELS.register_module()
@@ -296,11 +167,10 @@ class CLIPTeacher(BaseModule):
         path = osp.expanduser(str(self.checkpoint))
         if not osp.isfile(path):
             raise FileNotFoundError(f'CLIP checkpoint not found: {path}')
-        state_dict = _read_state_dict(path)
-        with _quiet_random_init_warning():
+        state_dict = read_open_clip_state_dict(path)
+        with quiet_open_clip_random_init():
             clip = open_clip.create_model(self.model_name, **common)
-        _check_fit(clip, state_dict, path, self.model_name)
-        clip.load_state_dict(state_dict, strict=True)
+        load_open_clip_state_dict(clip, state_dict, path, self.model_name)
         logger.info(f'CLIPTeacher: open_clip {self.model_name} with weights '
                     f'from {path}.')
         return clip
