@@ -440,7 +440,8 @@ class _PromptLearnerText(nn.Module):
     holds the template's tokens there (as the learner's tokenisation does).
     """
 
-    def __init__(self, learner: nn.Module, clip: nn.Module) -> None:
+    def __init__(self, learner: nn.Module, clip: nn.Module,
+                 tokenizer) -> None:
         super().__init__()
         from mmovl.models.prompts import get_text_tower
         self.tower = get_text_tower(clip)
@@ -458,7 +459,8 @@ class _PromptLearnerText(nn.Module):
             lut[list(learner.learned_ids)] = torch.arange(len(learned))
             self.register_buffer('lut', lut, persistent=False)
             self.n_suffix = len(learner.suffix_ids)
-            self.eot_id = int(learner._sot_eot[1])
+            # open_clip's tokens of '': start, end, padding
+            self.eot_id = int(tokenizer(['']).flatten()[1])
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         from mmovl.models.prompts import encode_text_embeds
@@ -521,7 +523,8 @@ class OpenVocabTextExportWrapper(nn.Module):
         prompt_names: Dict[str, str] = {}
         if kind == 'MKT' and model.prompt_learner is not None:
             learner = model.prompt_learner
-            self.encoder = _PromptLearnerText(learner, model.teacher.clip)
+            self.encoder = _PromptLearnerText(learner, model.teacher.clip,
+                                              model.teacher.tokenizer)
             templates = (learner.init_template, )
             self.normalize = bool(learner.normalize)
             normalize_mean = False  # one template: the prompt's embedding
