@@ -206,7 +206,8 @@ def _tool():
     return module
 
 
-def test_tool_exports_and_checks(tmp_path, random_toy_teacher):
+def test_tool_exports_and_checks(tmp_path, random_toy_teacher,
+                                 tiny_world):
     _, model = _build('mkt', random_toy_teacher, seed=4)
     ckpt = str(tmp_path / 'mkt.pth')
     torch.save(
@@ -225,6 +226,26 @@ def test_tool_exports_and_checks(tmp_path, random_toy_teacher):
     assert max(out['diffs'].values()) < 1e-5
     meta = read_onnx_metadata(str(tmp_path / 'out' / 'mkt.onnx'))
     assert meta['image_size'] == '[64, 64]' and meta['model'] == 'MKT'
+
+    # image files read as mmcv reads them (BGR, 0-255) and label names,
+    # through the two graphs alone: the inferencer's scores
+    import mmcv
+
+    from mmovl.apis import OpenVocabClsInferencer
+    cfg = Config.fromfile(osp.join(REPO, CONFIGS['mkt']))
+    cfg.model.backbone.checkpoint = random_toy_teacher
+    cfg.model.teacher.checkpoint = random_toy_teacher
+    names = ['purple star', 'red circle', 'blue square', 'green cross']
+    paths = [osp.join(tiny_world, 'val', f'00000{i}.png') for i in range(3)]
+    inferencer = OpenVocabClsInferencer(cfg, ckpt, vocabulary=names)
+    expected = np.stack([r['pred_scores'] for r in inferencer(paths)])
+    embeds = label_embeds_from_names(
+        str(tmp_path / 'out' / 'mkt_text.onnx'), names)
+    bgr = torch.from_numpy(
+        np.stack([mmcv.imread(p).transpose(2, 0, 1) for p in paths]))
+    np.testing.assert_allclose(
+        _scores(_session(str(tmp_path / 'out' / 'mkt.onnx')), bgr, embeds),
+        expected, **TOL)
 
     # already normalised images
     session = _session(
