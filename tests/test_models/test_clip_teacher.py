@@ -264,9 +264,10 @@ def test_disk_cache(tiny_clip, ckpt, tmp_path):
     def cached_files():
         return sorted(os.listdir(cache_dir))
 
+    from mmovl.embeds import label_cache
     with mock.patch.object(
-            clip_teacher_module, 'sha256_file',
-            wraps=clip_teacher_module.sha256_file) as hasher:
+            label_cache, 'sha256_file',
+            wraps=label_cache.sha256_file) as hasher:
         teacher = _teacher(ckpt['pt'], cache_dir=cache_dir)
         first = teacher.encode_labels(NAMES, TWO_TEMPLATES)
         teacher.encode_labels(NAMES[:2], TWO_TEMPLATES)

@@ -16,7 +16,7 @@ from mmengine.utils import ProgressBar
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
 from mmovl.embeds.label_cache import (CorruptCacheError, EmbeddingCache,
-                                      make_cache_key, sha256_file)
+                                      make_cache_key, weights_id)
 from ..utils.open_clip_utils import (load_open_clip_state_dict,
                                      quiet_open_clip_random_init,
                                      read_open_clip_state_dict,
@@ -377,11 +377,7 @@ class CLIPTeacher(BaseModule):
         tag. Caches and stores of this teacher's embeddings record it, and
         their readers compare it (hashed once per file and process)."""
         if self._weights_id is None:
-            if self.pretrained is not None:
-                self._weights_id = f'open_clip:{self.pretrained}'
-            else:
-                path = osp.expanduser(str(self.checkpoint))
-                self._weights_id = f'sha256:{sha256_file(path)}'
+            self._weights_id = weights_id(self.checkpoint, self.pretrained)
         return self._weights_id
 
     @torch.no_grad()
