@@ -155,6 +155,10 @@ def test_parallel_path_works_in_a_forked_child():
         threads.close()
 
 
+# the tracer's notes on shapes turned into constants, and torch's advice to
+# trace with torch.export (the second half of the test does)
+@pytest.mark.filterwarnings('ignore::torch.jit.TracerWarning')
+@pytest.mark.filterwarnings('ignore:`torch.jit.trace` is deprecated')
 def test_graph_capture_keeps_torch_topk():
     """Tracing (torch.onnx's TorchScript exporter) and torch.export (its
     default exporter) cannot record NumPy: there the top-k is torch.topk,
