@@ -111,13 +111,19 @@ def main():
     p.add_argument('--legacy-exporter', action='store_true')
     args = p.parse_args()
 
-    import onnxruntime as ort
-
     import mmovl  # noqa: F401
-    from mmovl.deployment import OpenVocabClsExportWrapper, export_cls_onnx
 
     print(machine())
-    folder = tempfile.mkdtemp(prefix='mmovl-bench-onnx-')
+    # the weights and the graph (ViT-B/16: 0.9 GB), removed at the end
+    with tempfile.TemporaryDirectory(prefix='mmovl-bench-onnx-') as folder:
+        run(args, folder)
+
+
+def run(args, folder: str) -> None:
+    import onnxruntime as ort
+
+    from mmovl.deployment import OpenVocabClsExportWrapper, export_cls_onnx
+
     model, size = build(args.arch, folder)
     wrapper = OpenVocabClsExportWrapper(model).eval()
     graph = osp.join(folder, 'image.onnx')
