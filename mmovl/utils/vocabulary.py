@@ -1,8 +1,11 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 """Checks of label-name lists that every reader of a vocabulary shares."""
-from typing import Dict, Hashable, Iterable, List, Optional
+from typing import (Any, Callable, Dict, Hashable, Iterable, List, Optional,
+                    Sequence, Tuple)
 
-__all__ = ['alike_names', 'check_unique_names', 'fold_name']
+__all__ = [
+    'alike_names', 'check_unique_names', 'fold_name', 'truncated_names'
+]
 
 
 def _positions(positions: List[int]) -> str:
@@ -95,3 +98,52 @@ def alike_names(names: Iterable[str]) -> List[List[str]]:
     for name in dict.fromkeys(names):
         groups.setdefault(fold_name(name), []).append(name)
     return [group for group in groups.values() if len(group) > 1]
+
+
+def truncated_names(names: Sequence[str], templates: Sequence[str],
+                    tokenize: Callable[[List[str]], Any]
+                    ) -> Tuple[List[str], List[List[str]]]:
+    """Names whose prompts CLIP cuts at its context length, and groups of
+    names whose cut prompts are equal (the model cannot tell those apart).
+
+    Only names long enough to be cut in the longest template (with a few
+    tokens' margin for merges at the name's edges) are tokenised in every
+    template, so a large vocabulary costs one tokenisation of its names.
+
+    Args:
+        names (Sequence[str]): The label names.
+        templates (Sequence[str]): The prompt templates (``'{}'`` style).
+        tokenize (callable): open_clip's tokenizer: a list of texts to a
+            (N, context_length) integer tensor, 0 after the end token; a cut
+            text has a non-zero last position.
+
+    Returns:
+        tuple: The cut names (in order), and the groups of two or more names
+        whose cut prompts are equal under every template.
+    """
+    names = list(names)
+    if not names:
+        return [], []
+    rows = tokenize(names)
+    context = rows.shape[1]
+    lengths = (rows != 0).sum(1).tolist()
+    # Tokens a template adds around the name (its start / end tokens are
+    # counted in the name's length too).
+    extra = int((tokenize([t.format('') for t in templates]) != 0).sum(1)
+                .max()) - 2
+    threshold = context - extra - 3
+    candidates = [n for n, k in zip(names, lengths) if k >= threshold]
+    if not candidates:
+        return [], []
+    cut, prompts = set(), {}
+    for name in candidates:
+        tokens = tokenize([t.format(name) for t in templates])
+        if bool((tokens[:, -1] != 0).any()):
+            cut.add(name)
+        prompts[name] = tuple(map(tuple, tokens.tolist()))
+    groups: Dict[tuple, List[str]] = {}
+    for name in candidates:
+        if name in cut:
+            groups.setdefault(prompts[name], []).append(name)
+    return ([n for n in candidates if n in cut],
+            [g for g in groups.values() if len(set(g)) > 1])

@@ -384,3 +384,22 @@ def test_progress_bar_for_large_vocabularies(ckpt, capsys):
     assert '2/2' not in capsys.readouterr().out
     teacher.encode_labels(NAMES, TWO_TEMPLATES)  # 6 prompts
     assert '6/6' in capsys.readouterr().out
+
+
+def test_names_cut_by_the_context_are_named(ckpt):
+    """Names equal in the tokens CLIP reads get a warning that names them
+    (their embeddings are then equal, as the warning says); short names
+    none."""
+    teacher = _teacher(ckpt['pt'])
+    context = teacher.tokenizer(['x']).shape[1]
+    stem = ' '.join(['striped'] * context)
+    long_a, long_b = stem + ' cat', stem + ' dog'
+    logger = clip_teacher_module.MMLogger.get_current_instance()
+    with mock.patch.object(logger, 'warning') as warning:
+        teacher.encode_labels(NAMES)
+    warning.assert_not_called()
+    with mock.patch.object(logger, 'warning') as warning:
+        embeds = teacher.encode_labels(['cat', long_a, long_b])
+    message = warning.call_args[0][0]
+    assert long_a in message and long_b in message and 'equal' in message
+    torch.testing.assert_close(embeds[1], embeds[2])

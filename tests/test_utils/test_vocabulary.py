@@ -2,6 +2,7 @@
 import re
 
 import pytest
+import torch
 
 from mmovl.utils.vocabulary import check_unique_names
 
@@ -106,3 +107,29 @@ def test_mkt_converter_keeps_its_error_type(tmp_path):
             "read as one list: duplicate label names: ['sky'] (at positions "
             '1 and 3).')):
         conv.read_names([str(seen), str(unseen)])
+
+
+def test_truncated_names_against_the_tokenizer():
+    """Two long names that differ only after CLIP's 77th token are found
+    alike; a long name that differs early is cut but not alike; short names
+    are left alone. Checked against the tokenizer's own rows."""
+    import open_clip
+
+    from mmovl.utils.vocabulary import truncated_names
+    tokenize = open_clip.get_tokenizer('ViT-B-16')
+    stem = ' '.join(['striped'] * 80)
+    a, b = stem + ' cat', stem + ' dog'
+    c = 'spotted ' + ' '.join(['striped'] * 79) + ' cat'
+    names = ['cat', a, 'dog', b, c]
+    templates = ['a photo of a {}.', 'itap of the {}.']
+    cut, alike = truncated_names(names, templates, tokenize)
+    assert cut == [a, b, c]
+    assert alike == [[a, b]]
+    # brute force: the rows CLIP reads
+    for t in templates:
+        rows = tokenize([t.format(n) for n in names])
+        assert torch.equal(rows[1], rows[3])
+        assert not torch.equal(rows[1], rows[4])
+        assert (rows[[0, 2], -1] == 0).all()
+        assert (rows[[1, 3, 4], -1] != 0).all()
+    assert truncated_names(['cat', 'dog'], templates, tokenize) == ([], [])

@@ -1,6 +1,5 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 """Pieces the open-vocabulary classifiers share."""
-from collections import defaultdict
 from typing import List, Optional, Sequence, Union
 
 import torch
@@ -10,7 +9,7 @@ from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from mmovl.utils.vocabulary import check_unique_names
+from mmovl.utils.vocabulary import alike_names, check_unique_names
 
 
 def build_cls_data_preprocessor(
@@ -38,10 +37,7 @@ def check_vocabulary(names: Sequence[str]) -> List[str]:
     if not names:
         raise ValueError('The vocabulary is empty')
     check_unique_names(names, 'names', 'The vocabulary')
-    folded = defaultdict(list)
-    for name in names:
-        folded[' '.join(str(name).lower().split())].append(name)
-    alike = [group for group in folded.values() if len(group) > 1]
+    alike = alike_names(names)
     if alike:
         MMLogger.get_current_instance().warning(
             f'{len(alike)} groups of vocabulary names differ only in case or '

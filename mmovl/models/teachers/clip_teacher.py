@@ -17,6 +17,7 @@ from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
 from mmovl.embeds.label_cache import (CorruptCacheError, EmbeddingCache,
                                       make_cache_key, weights_id)
+from mmovl.utils.vocabulary import truncated_names
 from ..utils.open_clip_utils import (load_open_clip_state_dict,
                                      quiet_open_clip_random_init,
                                      read_open_clip_state_dict,
@@ -257,12 +258,31 @@ class CLIPTeacher(BaseModule):
         names, templates = self._check_names(names, templates)
         memory_key = (templates, names)
         embeds = self._memory.get(memory_key)
+        if embeds is None:
+            self._warn_cut_prompts(names, templates)
         if embeds is None or embeds.device != self.device:
             embeds = self._load_or_encode(names, templates) \
                 if embeds is None else embeds
             embeds = self._memory[memory_key] = embeds.to(self.device)
         # A copy, so that callers editing theirs in place leave the cache be.
         return embeds.clone()
+
+    def _warn_cut_prompts(self, names: Tuple[str, ...],
+                          templates: Tuple[str, ...]) -> None:
+        """Warn, naming them, about names whose prompts CLIP cuts at its
+        context length, and louder about names it then cannot tell apart."""
+        cut, alike = truncated_names(names, templates, self.tokenizer)
+        logger = MMLogger.get_current_instance()
+        if alike:
+            logger.warning(
+                f'CLIPTeacher: {len(alike)} groups of label names are equal '
+                'in the first tokens CLIP reads (its context is cut), so '
+                f'their embeddings and scores are equal: {alike[:5]}')
+        elif cut:
+            logger.warning(
+                f'CLIPTeacher: the prompts of {len(cut)} label names are '
+                'longer than CLIP\'s context and are cut; the end of each '
+                f'name is not read: {cut[:5]}')
 
     def clear_cache(self) -> None:
         """Forget the label embeddings cached in memory."""
