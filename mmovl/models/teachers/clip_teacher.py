@@ -1,7 +1,6 @@
 # Copyright (c) mmovl contributors. All rights reserved.
 import json
 import os.path as osp
-import sys
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import open_clip
@@ -12,11 +11,11 @@ from mmdet.registry import MODELS as MMDET_MODELS
 from mmengine.dist import is_main_process
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
-from mmengine.utils import ProgressBar
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
 from mmovl.embeds.label_cache import (CorruptCacheError, EmbeddingCache,
                                       make_cache_key, weights_id)
+from mmovl.utils.progress import Progress
 from mmovl.utils.vocabulary import truncated_names
 from ..utils.open_clip_utils import (load_open_clip_state_dict,
                                      quiet_open_clip_random_init,
@@ -79,8 +78,9 @@ class CLIPTeacher(BaseModule):
             Defaults to None.
         batch_size (int): Prompts encoded per text-encoder call. Defaults to
             256.
-        progress_threshold (int): Show a progress bar when encoding more
-            prompts than this. Defaults to 2048.
+        progress_threshold (int): Show the progress (a bar on a terminal, a
+            few lines otherwise) when encoding more prompts than this.
+            Defaults to 2048.
 
     Examples:
         >>> import torch
@@ -409,7 +409,7 @@ class CLIPTeacher(BaseModule):
             MMLogger.get_current_instance().info(
                 f'CLIPTeacher: encoding {len(prompts)} prompts '
                 f'({len(names)} labels x {len(templates)} templates).')
-            bar = ProgressBar(len(prompts), file=sys.stdout)
+            bar = Progress(len(prompts), 'CLIPTeacher prompts')
         device = self.device
         feats: List[torch.Tensor] = []
         for start in range(0, len(prompts), self.batch_size):
@@ -420,7 +420,7 @@ class CLIPTeacher(BaseModule):
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:
-            bar.file.write('\n')
+            bar.close()
         feats = torch.cat(feats).view(len(names), len(templates), -1)
         return F.normalize(feats.mean(dim=1), dim=-1)
 
