@@ -9,6 +9,7 @@ from mmpretrain.engine.hooks import VisualizationHook
 from mmpretrain.visualization import UniversalVisualizer
 
 from mmovl.engine.hooks import FiniteCheckHook, RNGStateHook
+from mmovl.utils.atomic_backend import ATOMIC_LOCAL_BACKEND
 
 default_scope = 'mmpretrain'
 
@@ -16,7 +17,10 @@ default_hooks = dict(
     timer=dict(type=IterTimerHook),
     logger=dict(type=LoggerHook, interval=50),
     param_scheduler=dict(type=ParamSchedulerHook),
-    checkpoint=dict(type=CheckpointHook, interval=1, max_keep_ckpts=3),
+    checkpoint=dict(type=CheckpointHook, interval=1, max_keep_ckpts=3,
+                    # written atomically: a run killed while saving leaves
+                    # the previous checkpoint, never a truncated one
+                    backend_args=dict(backend=ATOMIC_LOCAL_BACKEND)),
     sampler_seed=dict(type=DistSamplerSeedHook),
     # Random generator states in checkpoints: --resume continues exactly.
     rng_state=dict(type=RNGStateHook),

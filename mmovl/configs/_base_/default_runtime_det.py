@@ -10,6 +10,7 @@ from mmengine.runner import LogProcessor
 from mmengine.visualization import LocalVisBackend
 
 from mmovl.engine.hooks import FiniteCheckHook, RNGStateHook
+from mmovl.utils.atomic_backend import ATOMIC_LOCAL_BACKEND
 
 default_scope = 'mmdet'
 
@@ -17,7 +18,10 @@ default_hooks = dict(
     timer=dict(type=IterTimerHook),
     logger=dict(type=LoggerHook, interval=50),
     param_scheduler=dict(type=ParamSchedulerHook),
-    checkpoint=dict(type=CheckpointHook, interval=1),
+    checkpoint=dict(type=CheckpointHook, interval=1,
+                    # written atomically: a run killed while saving leaves
+                    # the previous checkpoint, never a truncated one
+                    backend_args=dict(backend=ATOMIC_LOCAL_BACKEND)),
     sampler_seed=dict(type=DistSamplerSeedHook),
     # Random generator states in checkpoints: --resume continues exactly.
     rng_state=dict(type=RNGStateHook),
