@@ -133,3 +133,26 @@ def test_truncated_names_against_the_tokenizer():
         assert (rows[[0, 2], -1] == 0).all()
         assert (rows[[1, 3, 4], -1] != 0).all()
     assert truncated_names(['cat', 'dog'], templates, tokenize) == ([], [])
+
+
+def test_check_vocabulary_warns_about_names_clip_reads_alike():
+    from unittest import mock
+
+    from mmengine.logging import MMLogger
+
+    from mmovl.models.classifiers.utils import check_vocabulary
+    from mmovl.utils.vocabulary import alike_names, fold_name
+    names = ['red circle', 'Red Circle', 'blue square', 'red  circle ']
+    # brute force: every pair whose folded forms are equal
+    pairs = {(a, b) for a in names for b in names
+             if a != b and fold_name(a) == fold_name(b)}
+    assert {(a, b) for g in alike_names(names) for a in g for b in g
+            if a != b} == pairs
+    logger = MMLogger.get_current_instance()
+    with mock.patch.object(logger, 'warning') as warning:
+        assert check_vocabulary(names) == names
+    message = warning.call_args[0][0]
+    assert "'Red Circle'" in message and "'red  circle '" in message
+    with mock.patch.object(logger, 'warning') as warning:
+        check_vocabulary(['red circle', 'blue square'])
+    warning.assert_not_called()
