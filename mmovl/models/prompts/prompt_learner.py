@@ -317,7 +317,11 @@ class MKTPromptLearner(BaseModule):
                 [embeds[:, :1], ctx, embeds[:, 1 + self.n_ctx:]], dim=1)
         else:
             where = where.to(device)
-            rows = learned[where.clamp(min=0)]  # (C, L, W)
+            # (C, L, W). F.embedding, not learned[index]: the backward of
+            # advanced indexing accumulates repeated rows with parallel
+            # atomic adds on CPU, in an order that changes from run to run;
+            # embedding's backward gives every row to one thread.
+            rows = F.embedding(where.clamp(min=0), learned)
             embeds = torch.where((where >= 0).unsqueeze(-1), rows, embeds)
         feats = encode_text_embeds(tower, embeds, tokens).float()
         return F.normalize(feats, dim=-1) if self.normalize else feats
