@@ -121,9 +121,10 @@ def test_scoped_switch_restores_the_previous_loader(tmp_path):
         return {'other': True}
 
     before = CheckpointLoader._schemes['']
-    assert not safe_checkpoint_loading_enabled()
+    # Whatever earlier tests left registered, start from another loader.
     CheckpointLoader.register_scheme('', other_loader, force=True)
     try:
+        assert not safe_checkpoint_loading_enabled()
         with scoped_safe_checkpoint_loading():
             assert safe_checkpoint_loading_enabled()
             with scoped_safe_checkpoint_loading():  # nested: still on

@@ -209,13 +209,14 @@ def _dist_worker(rank, world_size, port, out_dir):
 
 def test_distributed_equals_single_process(tmp_path):
     world_size = 2
-    # Forked workers inherit the imported modules instead of importing
-    # mmovl again, which takes most of a spawned worker's time.
+    # Spawned, not forked: a fork after an earlier test in this process ran
+    # autograd on worker threads fails in backward ("Unable to handle
+    # autograd's threading in combination with fork-based multiprocessing").
     mp.start_processes(
         _dist_worker,
         args=(world_size, _free_port(), str(tmp_path)),
         nprocs=world_size,
-        start_method='fork')
+        start_method='spawn')
     results = [torch.load(tmp_path / f'rank{r}.pt') for r in range(2)]
 
     images, texts, labels = make_inputs()
