@@ -7,7 +7,8 @@ CLIP's one-positive targets (``model.label_aware=False``), exports both and
 reports their zero-shot multi-label figures on the toy test set next to
 random scores, in the same run:
 
-    python bench/bench_unicl_toy.py [--epochs 10] [--work-dir work_dirs/bench_unicl]
+    python bench/bench_unicl_toy.py [--epochs 10] \
+        [--work-dir work_dirs/bench_unicl]
 
 The UniCL teacher is kept as data/toy_world/toy_clip.safetensors when
 ``--export-teacher`` is given (the teacher later methods distil from).

@@ -25,6 +25,7 @@ Needs the toy teacher at data/toy_world/toy_clip.safetensors
 import argparse
 import glob
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -39,8 +40,10 @@ KEYS = ('novel_ap50', 'novel_ap', 'base_ap50', 'base_ap')
 
 def run(args, log):
     """Run a tool quietly; on failure show the end of its output."""
+    os.makedirs(osp.dirname(log), exist_ok=True)
     with open(log, 'w') as f:
-        proc = subprocess.run(args, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.run(args, cwd=REPO, stdout=f,
+                              stderr=subprocess.STDOUT)
     if proc.returncode:
         with open(log) as f:
             tail = f.read()[-3000:]

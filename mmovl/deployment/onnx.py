@@ -42,6 +42,7 @@ What ``pred_score`` is per model (and so what the image graph computes):
 import json
 import os
 import os.path as osp
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -261,6 +262,8 @@ def _run_exporter(module: nn.Module, args: tuple, out_file: str,
                   input_names: List[str], output_names: List[str],
                   dynamic: Dict[str, Dict[int, str]], opset: int,
                   dynamo: bool) -> None:
+    kwargs = dict(input_names=input_names, output_names=output_names,
+                  opset_version=opset, dynamo=dynamo)
     if dynamo:
         from torch.export import Dim
         dims: Dict[str, Dim] = {}
@@ -271,20 +274,12 @@ def _run_exporter(module: nn.Module, args: tuple, out_file: str,
                 axis: dims.setdefault(label, Dim(label, min=1))
                 for axis, label in axes.items()
             } or None
-        torch.onnx.export(
-            module,
-            args,
-            out_file,
-            input_names=input_names,
-            output_names=output_names,
-            opset_version=opset,
-            dynamo=True,
-            dynamic_shapes=shapes,
-            external_data=False,
-            verbose=False)
+        kwargs.update(dynamic_shapes=shapes, external_data=False,
+                      verbose=False)
     else:
-        import warnings
-        with warnings.catch_warnings():
+        kwargs.update(dynamic_axes=dynamic, do_constant_folding=True)
+    with warnings.catch_warnings():
+        if not dynamo:
             # torch >= 2.9 calls the TorchScript exporter legacy
             warnings.simplefilter('ignore', DeprecationWarning)
             warnings.simplefilter('ignore', torch.jit.TracerWarning)
@@ -292,16 +287,7 @@ def _run_exporter(module: nn.Module, args: tuple, out_file: str,
             # clamped look-ups), which the warning is about
             warnings.filterwarnings(
                 'ignore', 'Exporting aten::index operator of advanced')
-            torch.onnx.export(
-                module,
-                args,
-                out_file,
-                input_names=input_names,
-                output_names=output_names,
-                opset_version=opset,
-                dynamo=False,
-                dynamic_axes=dynamic,
-                do_constant_folding=True)
+        torch.onnx.export(module, args, out_file, **kwargs)
 
 
 def _write_metadata(path: str, metadata: Dict[str, str]) -> None:

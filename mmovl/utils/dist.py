@@ -59,7 +59,8 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
         raise NotImplementedError(
             f'CPU-only distributed runs support the pytorch launcher '
             f'(torchrun, tools/dist_*.sh), not launcher={launcher!r}')
-    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    dist_cfg['backend'] = 'gloo'
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='CPUDistributedDataParallel',
         broadcast_buffers=False,

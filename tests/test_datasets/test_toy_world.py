@@ -76,8 +76,8 @@ def test_captions_name_every_object(tiny_world):
             for c in _load(tiny_world, 'captions_train.json')['annotations']}
     labels = {}
     for a in inst['annotations']:
-        labels.setdefault(a['image_id'], set()).add(tw.LABELS[a['category_id']
-                                                             - 1])
+        name = tw.LABELS[a['category_id'] - 1]
+        labels.setdefault(a['image_id'], set()).add(name)
     for image_id, names in labels.items():
         for name in names:
             assert name.split()[0] in caps[image_id]

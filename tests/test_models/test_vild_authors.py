@@ -92,8 +92,8 @@ def test_encode_vild_names_with_synonyms(tmp_path):
     # an LVIS annotation file's categories (real names and synonyms)
     ann = tmp_path / 'lvis.json'
     ann.write_text(json.dumps(dict(categories=[
-        dict(id=1, name='aerosol_can', synonyms=['aerosol_can',
-                                                  'spray_can']),
+        dict(id=1, name='aerosol_can',
+             synonyms=['aerosol_can', 'spray_can']),
         dict(id=6, name='alligator', synonyms=['alligator', 'gator']),
         dict(id=8, name='ambulance', synonyms=['ambulance'])])))
     assert read_synonyms(str(ann))['alligator'] == ['alligator', 'gator']

@@ -169,8 +169,8 @@ class PackViLDInputs(PackDetInputs):
 
         if self.min_visible is None:  # the authors' validity test
             return clipped.astype(np.float32), clipped.max(1) > 0
-        keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] >
-                                                   clipped[:, 1])
+        keep = ((clipped[:, 2] > clipped[:, 0]) &
+                (clipped[:, 3] > clipped[:, 1]))
         keep &= area(clipped) >= self.min_visible * area(full)
         return clipped.astype(np.float32), keep
 
