@@ -17,14 +17,9 @@ from mmengine.config import read_base
 with read_base():
     from .._base_.datasets.nus_wide_mkt import *  # noqa: F401,F403
     from .._base_.default_runtime_cls import *  # noqa: F401,F403
+    from .._base_.schedules.mkt_adamw_lrd_20e import *  # noqa: F401,F403
 
-from mmengine.optim import OptimWrapper
-from mmpretrain.engine.optimizers import \
-    LearningRateDecayOptimWrapperConstructor
-from torch.optim import AdamW
-
-from mmovl.engine import (ClosedFormCosineAnnealingLR, LinearWarmupLR,
-                          VocabularyHook)
+from mmovl.engine import VocabularyHook
 from mmovl.models import (MKT, CLIPTeacher, OpenCLIPViT, RankLoss,
                           TwoStreamHead)
 
@@ -51,29 +46,6 @@ model = dict(
         cache_dir='data/nus_wide/label_embeds'),
     distill_weight=1.0,
     distill_images='with_positive')
-
-max_epochs = 20
-warmup_epochs = 2
-optim_wrapper = dict(
-    type=OptimWrapper,
-    optimizer=dict(type=AdamW, lr=1e-3, weight_decay=0.05),
-    constructor=LearningRateDecayOptimWrapperConstructor,
-    # As the official param_groups_lrd: no weight decay on any 1-D parameter
-    # (biases, attention in_proj_bias, norms, the class embedding).
-    paramwise_cfg=dict(layer_decay_rate=0.65, flat_decay_mult=0.0))
-# Per iteration as MKT's utils/lr_sched.py: lr * t / warm-up from 0, then a
-# half-cycle cosine from the full lr to 1e-6 x each group's layer scale.
-param_scheduler = [
-    dict(type=LinearWarmupLR, start_factor=0.0, by_epoch=True, begin=0,
-         end=warmup_epochs, convert_to_iter_based=True),
-    dict(type=ClosedFormCosineAnnealingLR, eta_min_ratio=1e-6 / 1e-3,
-         by_epoch=True, begin=warmup_epochs, end=max_epochs,
-         convert_to_iter_based=True),
-]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
-auto_scale_lr = dict(base_batch_size=64)
 
 randomness = dict(seed=42, deterministic=False)
 
